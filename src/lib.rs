@@ -1,0 +1,24 @@
+//! Koji: a self-hosted help-desk chat assistant.
+//!
+//! The core (this crate) owns identity, roles, sessions, recording, intents and entities,
+//! admin commands, reports and storage. Channel adapters (`adapters/*`) translate platform
+//! protocols to the channel-neutral types of `koji-channel` and back; they hold no rules.
+//! See ARCHITECTURE.md for how a message flows through the parts.
+
+pub mod app;
+pub mod bench;
+pub mod commands;
+pub mod config;
+pub mod console;
+pub mod conversation;
+pub mod domain;
+pub mod metrics;
+pub mod nlu;
+pub mod reports;
+pub mod roles;
+pub mod server;
+pub mod store;
+
+pub use app::App;
+pub use config::Config;
+pub use conversation::Core;

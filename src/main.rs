@@ -1,0 +1,265 @@
+//! `koji`: the command line. It wires configuration, the core and a channel or a command,
+//! prints errors with their context, and exits non-zero on failure. No rules live here.
+
+use clap::{Args, Parser, Subcommand};
+use koji::commands::{self, Command};
+use koji::config::{Config, Sources};
+use koji::conversation::{Actor, CommandOutput, Core};
+use koji::domain::SystemClock;
+use koji_channel::TenantHint;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Parser)]
+#[command(name = "koji", version, about = "Koji: a self-hosted help-desk chat assistant")]
+struct Cli {
+    /// Configuration file (TOML); also KOJI_CONFIG. Without one, Koji runs on embedded defaults.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The tenant, where several are configured.
+    #[arg(long, global = true, value_name = "ID")]
+    tenant: Option<String>,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve every configured channel, the portal, the auth callbacks, /healthz and /metrics.
+    Serve,
+    /// Talk to Koji in the terminal (the console channel), one message a line.
+    Chat {
+        /// Speak as this person (trusted: the operator's terminal).
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_email: Option<String>,
+    },
+    /// A report: sessions, users, user WHO, visitors (same flags as /koji).
+    #[command(allow_hyphen_values = true)]
+    Report(Words),
+    /// The role setup, or one person's roles.
+    #[command(allow_hyphen_values = true)]
+    Roles(Words),
+    /// Give a person a role.
+    Grant { who: String, role: String },
+    /// Take a role from a person.
+    Revoke { who: String, role: String },
+    /// Everything kept about a person, as JSON.
+    Export { who: String },
+    /// Erase a person.
+    Forget { who: String },
+    /// Role changes and erasures.
+    #[command(allow_hyphen_values = true)]
+    Audit(Words),
+    /// The local directory of people.
+    Users {
+        #[command(subcommand)]
+        action: UsersCmd,
+    },
+    /// Apply database migrations.
+    Migrate,
+    /// Measure throughput and report latency (for developers).
+    #[command(hide = true)]
+    Bench(koji::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+enum UsersCmd {
+    /// Seed the directory from a CSV file (header: email,name,kind,roles).
+    Import { file: PathBuf },
+}
+
+#[derive(Args)]
+struct Words {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    words: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let serve = matches!(cli.command, Cmd::Serve);
+    init_tracing(serve);
+    let config = match Config::load(&Sources::from_process(cli.config.clone())) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("koji: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("koji: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(run(cli, config))
+}
+
+fn init_tracing(serve: bool) {
+    let default = if serve { "info" } else { "warn" };
+    let filter = std::env::var("KOJI_LOG")
+        .ok()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run(cli: Cli, config: Config) -> ExitCode {
+    match cli.command {
+        Cmd::Serve => serve(config).await,
+        Cmd::Migrate => match koji::app::open_store(&config, Arc::new(SystemClock)).await {
+            Ok(store) => {
+                store.close().await;
+                println!("migrations applied ({})", store.backend());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Cmd::Bench(args) => match koji::bench::run(config, args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(e),
+        },
+        Cmd::Chat { as_email } => chat(config, cli.tenant, as_email).await,
+        Cmd::Report(w) => {
+            let Some(name) = w.words.first() else {
+                eprintln!("koji: which report? sessions, users, user WHO or visitors");
+                return ExitCode::from(2);
+            };
+            if !["sessions", "users", "user", "visitors"].contains(&name.as_str()) {
+                eprintln!("koji: unknown report `{name}` (reports: sessions, users, user WHO, visitors)");
+                return ExitCode::from(2);
+            }
+            command(config, cli.tenant, w.words).await
+        }
+        Cmd::Roles(w) => command(config, cli.tenant, prefixed("roles", w.words)).await,
+        Cmd::Audit(w) => command(config, cli.tenant, prefixed("audit", w.words)).await,
+        Cmd::Grant { who, role } => command(config, cli.tenant, vec!["grant".into(), who, role]).await,
+        Cmd::Revoke { who, role } => command(config, cli.tenant, vec!["revoke".into(), who, role]).await,
+        Cmd::Export { who } => command(config, cli.tenant, vec!["export".into(), who]).await,
+        Cmd::Forget { who } => command(config, cli.tenant, vec!["forget".into(), who]).await,
+        Cmd::Users {
+            action: UsersCmd::Import { file },
+        } => {
+            eprintln!(
+                "koji: `users import {}` is not available in this version yet",
+                file.display()
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn prefixed(word: &str, rest: Vec<String>) -> Vec<String> {
+    std::iter::once(word.to_string()).chain(rest).collect()
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("koji: {e}");
+    ExitCode::FAILURE
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let app = match koji::App::build(config).await {
+        Ok(a) => a,
+        Err(e) => return fail(e),
+    };
+    match app.run_until_stopped(koji::app::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(e),
+    }
+}
+
+async fn start(config: Config) -> Result<(Arc<Core>, tokio::task::JoinHandle<()>), ExitCode> {
+    koji::app::start_core(config, Arc::new(SystemClock))
+        .await
+        .map_err(fail)
+}
+
+async fn stop(core: Arc<Core>, writer: tokio::task::JoinHandle<()>) {
+    let _ = core.flush().await;
+    let store = core.store.clone();
+    drop(core);
+    let _ = writer.await;
+    store.close().await;
+}
+
+async fn chat(config: Config, tenant: Option<String>, as_email: Option<String>) -> ExitCode {
+    let speaker = match koji::console::speaker(as_email.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("koji: --as: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let (core, writer) = match start(config).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let hint = match core.cli_tenant(tenant.as_deref()) {
+        Ok(t) => TenantHint::Id(t.config.id.clone()),
+        Err(e) => {
+            eprintln!("koji: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let interactive = std::io::stdin().is_terminal();
+    let input = tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin());
+    let result = koji::console::run(core.clone(), hint, speaker, input, tokio::io::stdout(), interactive).await;
+    stop(core, writer).await;
+    match result {
+        Ok(s) if s.failed == 0 => ExitCode::SUCCESS,
+        Ok(s) => {
+            eprintln!("koji: {} message(s) could not be recorded", s.failed);
+            ExitCode::FAILURE
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Runs an admin command as the operator and prints its full output.
+async fn command(config: Config, tenant: Option<String>, words: Vec<String>) -> ExitCode {
+    let cmd: Command = match commands::parse_words(&words) {
+        Ok(c) => c,
+        Err(e) => {
+            let text = e.to_string().replace("/koji ", "koji ");
+            eprintln!("koji: {text}");
+            return ExitCode::from(2);
+        }
+    };
+    let (core, writer) = match start(config).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let code = match core.cli_tenant(tenant.as_deref()) {
+        Err(e) => {
+            eprintln!("koji: {e}");
+            ExitCode::from(2)
+        }
+        Ok(t) => match core.run_command(t, &Actor::Operator, cmd).await {
+            CommandOutput::Report(report, format) => {
+                let text = report.render(format);
+                println!("{}", text.trim_end());
+                ExitCode::SUCCESS
+            }
+            CommandOutput::Text(t) => {
+                println!("{t}");
+                ExitCode::SUCCESS
+            }
+            CommandOutput::Usage(t) => {
+                eprintln!("koji: {t}");
+                ExitCode::from(2)
+            }
+            CommandOutput::Refused(t) | CommandOutput::NotFound(t) => {
+                eprintln!("koji: {t}");
+                ExitCode::FAILURE
+            }
+        },
+    };
+    stop(core, writer).await;
+    code
+}

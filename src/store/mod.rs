@@ -1,0 +1,660 @@
+//! Storage: one port with a SQLite and a PostgreSQL implementation.
+//!
+//! Both backends run the same runtime-checked SQL (written once, `$N` placeholders, which
+//! sqlx accepts on SQLite too); [`with_pool!`] instantiates each operation for both pool types.
+//! The few statements whose SQL differs (batched rows read from a JSON parameter) come from a
+//! [`Dialect`]. One contract test suite runs every operation on both databases.
+//!
+//! Invariant: an exchange and its session update commit together (see [`batch`]); nothing a
+//! report or a replica needs lives only in one process's memory.
+
+pub mod batch;
+pub mod reports;
+
+use crate::domain::{AuthMethod, Channel, Clock, PersonId, PersonKind, PersonRef, day_of};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, Row, SqlitePool};
+use std::str::FromStr;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+pub use batch::{BatchWriter, Direction, MessageRow, WriteOutcome};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is busy; nothing was written. Retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("cannot open database {url}: {reason}")]
+    Connect { url: String, reason: String },
+    #[error("migration failed: {0}")]
+    Migrate(String),
+    #[error("the store is shutting down")]
+    Closed,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Tls(_) => StoreError::Unavailable(e.to_string()),
+            sqlx::Error::Database(db) if db.message().contains("locked") => {
+                StoreError::Unavailable(e.to_string())
+            }
+            _ => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Debug)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// SQL that differs between the backends.
+pub struct Dialect {
+    /// Opens a transaction that will write (SQLite takes the write lock at once, so a
+    /// read-then-write transaction cannot fail with SQLITE_BUSY half-way).
+    pub begin_write: &'static str,
+    /// `FROM` source of a JSON array parameter `$1`, one row per element, column `value`.
+    pub json_rows: &'static str,
+}
+
+pub static SQLITE: Dialect = Dialect {
+    begin_write: "BEGIN IMMEDIATE",
+    json_rows: "json_each($1)",
+};
+pub static POSTGRES: Dialect = Dialect {
+    begin_write: "BEGIN",
+    json_rows: "jsonb_array_elements(CAST($1 AS jsonb)) AS j(value)",
+};
+
+/// Runs `$body` with `$p` bound to the concrete pool and `$d` to its [`Dialect`].
+#[macro_export]
+macro_rules! with_pool {
+    ($pool:expr, $p:ident, $d:ident => $body:expr) => {
+        match $pool {
+            $crate::store::Pool::Sqlite($p) => {
+                #[allow(unused_variables)]
+                let $d: &'static $crate::store::Dialect = &$crate::store::SQLITE;
+                $body
+            }
+            $crate::store::Pool::Postgres($p) => {
+                #[allow(unused_variables)]
+                let $d: &'static $crate::store::Dialect = &$crate::store::POSTGRES;
+                $body
+            }
+        }
+    };
+}
+pub use with_pool;
+
+/// SQL built once per dialect from a template with `{rows}` standing for the JSON source.
+pub struct DialectSql {
+    sqlite: LazyLock<&'static str, Box<dyn Fn() -> &'static str + Send + Sync>>,
+    postgres: LazyLock<&'static str, Box<dyn Fn() -> &'static str + Send + Sync>>,
+}
+
+impl DialectSql {
+    pub fn new(template: &'static str) -> DialectSql {
+        let build = |d: &'static Dialect| -> Box<dyn Fn() -> &'static str + Send + Sync> {
+            Box::new(move || {
+                let s: &'static str = Box::leak(template.replace("{rows}", d.json_rows).into_boxed_str());
+                s
+            })
+        };
+        DialectSql {
+            sqlite: LazyLock::new(build(&SQLITE)),
+            postgres: LazyLock::new(build(&POSTGRES)),
+        }
+    }
+    pub fn get(&self, d: &'static Dialect) -> &'static str {
+        if std::ptr::eq(d, &SQLITE) {
+            *self.sqlite
+        } else {
+            *self.postgres
+        }
+    }
+}
+
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A person's identity as resolved for one message.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub identity_id: i64,
+    pub person: Option<PersonRef>,
+    pub auth_method: AuthMethod,
+}
+
+/// A person Koji should find by email, or create with these attributes and roles.
+#[derive(Debug, Clone)]
+pub struct PersonSeed {
+    pub email: String,
+    pub name: Option<String>,
+    pub kind: PersonKind,
+    pub roles: Vec<String>,
+    pub locale: Option<String>,
+    pub time_zone: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionStart<'a> {
+    pub tenant_id: &'a str,
+    pub identity_id: i64,
+    pub person_id: Option<PersonId>,
+    pub channel: Channel,
+    pub auth_method: AuthMethod,
+    pub login_id: &'a str,
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: i64,
+    pub last_interaction_at: i64,
+    /// The new session's token: returned once, stored only hashed.
+    pub new_token: Option<String>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Store({})", self.backend())
+    }
+}
+
+pub fn hash_token(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// 256 random bits, hex.
+pub fn new_token() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+impl Store {
+    pub async fn connect(
+        url: &str,
+        synchronous_full: bool,
+        max_connections: u32,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Store> {
+        let connect_err = |e: sqlx::Error| StoreError::Connect {
+            url: redact_url(url),
+            reason: e.to_string(),
+        };
+        let pool = if url.starts_with("sqlite:") {
+            let opts = SqliteConnectOptions::from_str(url)
+                .map_err(connect_err)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(if synchronous_full {
+                    SqliteSynchronous::Full
+                } else {
+                    SqliteSynchronous::Normal
+                })
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .pragma("cache_size", "-32000")
+                .pragma("temp_store", "memory");
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max_connections.max(2))
+                .min_connections(1)
+                .acquire_timeout(Duration::from_secs(15))
+                .connect_with(opts)
+                .await
+                .map_err(connect_err)?;
+            Pool::Sqlite(pool)
+        } else {
+            let opts = PgConnectOptions::from_str(url).map_err(connect_err)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections.max(2))
+                .acquire_timeout(Duration::from_secs(15))
+                .connect_with(opts)
+                .await
+                .map_err(connect_err)?;
+            Pool::Postgres(pool)
+        };
+        Ok(Store { pool, clock })
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Postgres(_) => "postgres",
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.now_micros()
+    }
+
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
+    pub async fn migrate(&self) -> Result<()> {
+        let r = match &self.pool {
+            Pool::Sqlite(p) => SQLITE_MIGRATOR.run(p).await,
+            Pool::Postgres(p) => POSTGRES_MIGRATOR.run(p).await,
+        };
+        r.map_err(|e| StoreError::Migrate(e.to_string()))
+    }
+
+    pub async fn close(&self) {
+        with_pool!(&self.pool, p, _d => p.close().await)
+    }
+
+    /// Makes the configured tenants exist (names follow the config).
+    pub async fn sync_tenants(&self, tenants: &[(String, String)]) -> Result<()> {
+        let now = self.now();
+        with_pool!(&self.pool, p, _d => {
+            for (id, name) in tenants {
+                sqlx::query(
+                    "insert into tenants (id, name, created_at) values ($1, $2, $3)
+                     on conflict (id) do update set name = excluded.name",
+                )
+                .bind(id)
+                .bind(name)
+                .bind(now)
+                .execute(p)
+                .await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// Finds (or creates) the channel identity, links it to the person `seed` names (found by
+    /// email, or created with the seed's roles), and reports who is speaking.
+    pub async fn resolve_identity(
+        &self,
+        tenant_id: &str,
+        channel: Channel,
+        external_id: &str,
+        display_name: Option<&str>,
+        auth_method: AuthMethod,
+        seed: Option<&PersonSeed>,
+    ) -> Result<Resolved> {
+        let now = self.now();
+        with_pool!(&self.pool, p, d => {
+            let mut tx = p.begin_with(d.begin_write).await?;
+            let existing = sqlx::query(
+                "select id, person_id, auth_method from identities
+                 where tenant_id = $1 and channel = $2 and external_id = $3",
+            )
+            .bind(tenant_id)
+            .bind(channel.as_str())
+            .bind(external_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let existing: Option<(i64, Option<i64>, String)> = match existing {
+                Some(r) => Some((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)),
+                None => None,
+            };
+
+            let mut person_id: Option<i64> = existing.as_ref().and_then(|e| e.1);
+            let mut method = existing
+                .as_ref()
+                .and_then(|e| AuthMethod::parse(&e.2))
+                .unwrap_or(AuthMethod::Anonymous);
+            if let Some(seed) = seed {
+                let found: Option<i64> = sqlx::query_scalar(
+                    "select id from people where tenant_id = $1 and email = $2",
+                )
+                .bind(tenant_id)
+                .bind(&seed.email)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let pid = match found {
+                    Some(id) => id,
+                    None => {
+                        let id: i64 = sqlx::query_scalar(
+                            "insert into people (tenant_id, email, name, kind, email_verified, locale, time_zone, created_at)
+                             values ($1, $2, $3, $4, 1, $5, $6, $7) returning id",
+                        )
+                        .bind(tenant_id)
+                        .bind(&seed.email)
+                        .bind(&seed.name)
+                        .bind(seed.kind.as_str())
+                        .bind(&seed.locale)
+                        .bind(&seed.time_zone)
+                        .bind(now)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        for role in &seed.roles {
+                            sqlx::query(
+                                "insert into person_roles (tenant_id, person_id, role, granted_at)
+                                 values ($1, $2, $3, $4) on conflict do nothing",
+                            )
+                            .bind(tenant_id)
+                            .bind(id)
+                            .bind(role)
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
+                        id
+                    }
+                };
+                person_id = Some(pid);
+                method = auth_method;
+            }
+            let identity_id = match existing {
+                None => {
+                    let id: i64 = sqlx::query_scalar(
+                        "insert into identities (tenant_id, channel, external_id, person_id, display_name, auth_method, authenticated_at, created_at)
+                         values ($1, $2, $3, $4, $5, $6, $7, $8) returning id",
+                    )
+                    .bind(tenant_id)
+                    .bind(channel.as_str())
+                    .bind(external_id)
+                    .bind(person_id)
+                    .bind(display_name)
+                    .bind(method.as_str())
+                    .bind(person_id.map(|_| now))
+                    .bind(now)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    id
+                }
+                Some((id, old_person, old_method)) => {
+                    if old_person != person_id || old_method != method.as_str() {
+                        sqlx::query(
+                            "update identities set person_id = $1, auth_method = $2, authenticated_at = $3 where id = $4",
+                        )
+                        .bind(person_id)
+                        .bind(method.as_str())
+                        .bind(person_id.map(|_| now))
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    id
+                }
+            };
+            let person = match person_id {
+                Some(pid) => {
+                    let r = sqlx::query("select id, name, email, kind from people where id = $1")
+                        .bind(pid)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    Some(person_from_row(&r)?)
+                }
+                None => None,
+            };
+            tx.commit().await?;
+            Ok(Resolved { identity_id, person, auth_method: method })
+        })
+    }
+
+    /// Continues the identity's open session, or ends a stale one (idle, or the identity now
+    /// speaks as someone else) and starts a new one.
+    pub async fn touch_or_start_session(
+        &self,
+        s: &SessionStart<'_>,
+        idle: Duration,
+    ) -> Result<SessionInfo> {
+        let now = self.now();
+        let idle_us = idle.as_micros() as i64;
+        with_pool!(&self.pool, p, d => {
+            let mut tx = p.begin_with(d.begin_write).await?;
+            let open = sqlx::query(
+                "select id, person_id, last_interaction_at, auth_method from sessions
+                 where identity_id = $1 and ended_at is null order by id desc",
+            )
+            .bind(s.identity_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for r in &open {
+                let id: i64 = r.try_get(0)?;
+                let person: Option<i64> = r.try_get(1)?;
+                let last: i64 = r.try_get(2)?;
+                let method: String = r.try_get(3)?;
+                if person == s.person_id && method == s.auth_method.as_str() && now - last <= idle_us {
+                    tx.commit().await?;
+                    return Ok(SessionInfo { id, last_interaction_at: last, new_token: None });
+                }
+                let (ended_at, reason) = if now - last > idle_us {
+                    (last + idle_us, "idle")
+                } else {
+                    (now, "identity_changed")
+                };
+                sqlx::query("update sessions set ended_at = $1, end_reason = $2 where id = $3")
+                    .bind(ended_at)
+                    .bind(reason)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let token = new_token();
+            let id: i64 = sqlx::query_scalar(
+                "insert into sessions (tenant_id, identity_id, person_id, channel, auth_method, login_id, ip, user_agent, token_hash, started_at, last_interaction_at)
+                 values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10) returning id",
+            )
+            .bind(s.tenant_id)
+            .bind(s.identity_id)
+            .bind(s.person_id)
+            .bind(s.channel.as_str())
+            .bind(s.auth_method.as_str())
+            .bind(s.login_id)
+            .bind(s.ip)
+            .bind(s.user_agent)
+            .bind(hash_token(&token))
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            if let Some(pid) = s.person_id {
+                let day = day_of(now);
+                for ch in [s.channel.as_str(), "*"] {
+                    sqlx::query(
+                        "insert into person_days (tenant_id, person_id, day, channel, sessions) values ($1, $2, $3, $4, 1)
+                         on conflict (tenant_id, person_id, day, channel) do update set sessions = person_days.sessions + 1",
+                    )
+                    .bind(s.tenant_id)
+                    .bind(pid)
+                    .bind(day)
+                    .bind(ch)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "insert into person_stats (tenant_id, person_id, channel, sessions, first_seen, last_seen) values ($1, $2, $3, 1, $4, $4)
+                         on conflict (tenant_id, person_id, channel) do update set sessions = person_stats.sessions + 1,
+                           last_seen = case when excluded.last_seen > person_stats.last_seen then excluded.last_seen else person_stats.last_seen end",
+                    )
+                    .bind(s.tenant_id)
+                    .bind(pid)
+                    .bind(ch)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            tx.commit().await?;
+            Ok(SessionInfo { id, last_interaction_at: now, new_token: Some(token) })
+        })
+    }
+
+    /// Ends sessions idle for longer than `idle` (their end time is the moment they expired).
+    pub async fn expire_idle_sessions(&self, idle: Duration) -> Result<u64> {
+        let idle_us = idle.as_micros() as i64;
+        let cutoff = self.now() - idle_us;
+        with_pool!(&self.pool, p, _d => {
+            let r = sqlx::query(
+                "update sessions set ended_at = last_interaction_at + $1, end_reason = 'idle'
+                 where ended_at is null and last_interaction_at < $2",
+            )
+            .bind(idle_us)
+            .bind(cutoff)
+            .execute(p)
+            .await?;
+            Ok(r.rows_affected())
+        })
+    }
+
+    /// The roles a person holds, sorted.
+    pub async fn roles_of(&self, person_id: PersonId) -> Result<Vec<String>> {
+        with_pool!(&self.pool, p, _d => {
+            Ok(sqlx::query_scalar("select role from person_roles where person_id = $1 order by role")
+                .bind(person_id)
+                .fetch_all(p)
+                .await?)
+        })
+    }
+
+    /// Grants `role` to everyone in the tenant whose email is in `emails` (bootstrap admins).
+    pub async fn grant_by_email(&self, tenant_id: &str, emails: &[String], role: &str) -> Result<u64> {
+        let now = self.now();
+        let mut n = 0;
+        with_pool!(&self.pool, p, _d => {
+            for email in emails {
+                let r = sqlx::query(
+                    "insert into person_roles (tenant_id, person_id, role, granted_at)
+                     select tenant_id, id, $3, $4 from people where tenant_id = $1 and email = $2
+                     on conflict do nothing",
+                )
+                .bind(tenant_id)
+                .bind(email)
+                .bind(role)
+                .bind(now)
+                .execute(p)
+                .await?;
+                n += r.rows_affected();
+            }
+        });
+        Ok(n)
+    }
+
+    /// Finds a person of the tenant by email, person id, `channel:external_id`, or a mention.
+    pub async fn find_person(&self, tenant_id: &str, who: &str) -> Result<Option<PersonRef>> {
+        let who = who.trim();
+        let mention = who
+            .strip_prefix("<@")
+            .and_then(|s| s.strip_suffix('>'))
+            .map(|s| s.split('|').next().unwrap_or(s).trim_start_matches('!'));
+        with_pool!(&self.pool, p, _d => {
+            let row = if let Some(user) = mention {
+                sqlx::query(
+                    "select p.id, p.name, p.email, p.kind from identities i join people p on p.id = i.person_id
+                     where i.tenant_id = $1 and i.external_id = $2 and i.channel in ('slack', 'discord', 'teams')
+                     order by i.id limit 1",
+                )
+                .bind(tenant_id)
+                .bind(user)
+                .fetch_optional(p)
+                .await?
+            } else if who.contains('@') {
+                sqlx::query("select id, name, email, kind from people where tenant_id = $1 and email = $2")
+                    .bind(tenant_id)
+                    .bind(who.to_lowercase())
+                    .fetch_optional(p)
+                    .await?
+            } else if let Some((channel, ext)) = who.split_once(':').filter(|(c, _)| Channel::from_str(c).is_ok()) {
+                sqlx::query(
+                    "select p.id, p.name, p.email, p.kind from identities i join people p on p.id = i.person_id
+                     where i.tenant_id = $1 and i.channel = $2 and i.external_id = $3",
+                )
+                .bind(tenant_id)
+                .bind(channel.to_ascii_lowercase())
+                .bind(ext)
+                .fetch_optional(p)
+                .await?
+            } else if let Ok(id) = who.trim_start_matches('#').parse::<i64>() {
+                sqlx::query("select id, name, email, kind from people where tenant_id = $1 and id = $2")
+                    .bind(tenant_id)
+                    .bind(id)
+                    .fetch_optional(p)
+                    .await?
+            } else {
+                None
+            };
+            row.map(|r| person_from_row(&r)).transpose()
+        })
+    }
+
+    /// Reads the conversation state of an identity (JSON), if any.
+    pub async fn conversation_state(&self, identity_id: i64) -> Result<Option<String>> {
+        with_pool!(&self.pool, p, _d => {
+            Ok(sqlx::query_scalar("select state from conversation_state where identity_id = $1")
+                .bind(identity_id)
+                .fetch_optional(p)
+                .await?)
+        })
+    }
+
+    pub async fn set_conversation_state(&self, identity_id: i64, state: Option<&str>) -> Result<()> {
+        let now = self.now();
+        with_pool!(&self.pool, p, _d => {
+            match state {
+                Some(s) => {
+                    sqlx::query(
+                        "insert into conversation_state (identity_id, state, updated_at) values ($1, $2, $3)
+                         on conflict (identity_id) do update set state = excluded.state, updated_at = excluded.updated_at",
+                    )
+                    .bind(identity_id)
+                    .bind(s)
+                    .bind(now)
+                    .execute(p)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("delete from conversation_state where identity_id = $1")
+                        .bind(identity_id)
+                        .execute(p)
+                        .await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+pub(crate) fn person_from_row<R: Row>(r: &R) -> Result<PersonRef>
+where
+    usize: sqlx::ColumnIndex<R>,
+    i64: sqlx::Type<R::Database> + for<'a> sqlx::Decode<'a, R::Database>,
+    String: sqlx::Type<R::Database> + for<'a> sqlx::Decode<'a, R::Database>,
+{
+    let kind: String = r.try_get(3usize)?;
+    Ok(PersonRef {
+        id: r.try_get(0usize)?,
+        name: r.try_get(1usize)?,
+        email: r.try_get(2usize)?,
+        kind: PersonKind::parse(&kind).unwrap_or(PersonKind::Customer),
+    })
+}
+
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((creds, host)) = rest.split_once('@')
+        && let Some((user, _)) = creds.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
+}

@@ -1,0 +1,576 @@
+//! The report queries. They read the rollups (`person_stats`, `person_days`) kept by the
+//! group commit, touching raw messages only for one person's history and for the partial
+//! first day of a period, so each answers in milliseconds however long the history is.
+
+use super::{DialectSql, Result, Store, person_from_row, with_pool};
+use crate::domain::{MICROS_PER_DAY, PersonId, PersonRef, day_of};
+use serde::Serialize;
+use sqlx::Row;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionRow {
+    pub person: Option<PersonRef>,
+    pub session_id: i64,
+    pub channel: String,
+    pub auth_method: String,
+    pub login_id: String,
+    pub ip: Option<String>,
+    pub started_at: i64,
+    pub last_interaction_at: i64,
+}
+
+/// A person's activity within a period.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Activity {
+    pub messages_in: i64,
+    pub messages_out: i64,
+    pub specific_in: i64,
+    pub actions: i64,
+    pub help_actions: i64,
+    pub sessions: i64,
+}
+
+impl Activity {
+    pub fn messages(&self) -> i64 {
+        self.messages_in + self.messages_out
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ActivityRow {
+    pub person: PersonRef,
+    pub activity: Activity,
+    pub channels: Vec<String>,
+    pub first_seen: i64,
+    pub last_seen: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityRow {
+    pub channel: String,
+    pub external_id: String,
+    pub auth_method: String,
+    pub authenticated_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Account {
+    pub locale: Option<String>,
+    pub time_zone: Option<String>,
+    pub verified_email: Option<String>,
+    pub jira_account_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Interest {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub value: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct HistoryRow {
+    pub at: i64,
+    pub direction: String,
+    pub channel: String,
+    pub text: String,
+    pub intent: Option<String>,
+    pub actions: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct UserDetail {
+    pub person: PersonRef,
+    pub roles: Vec<String>,
+    pub created_at: i64,
+    pub identities: Vec<IdentityRow>,
+    pub account: Account,
+    pub interests: Vec<Interest>,
+    pub history: Vec<HistoryRow>,
+}
+
+/// Lifetime figures from `person_stats`.
+struct StatRow {
+    person_id: PersonId,
+    activity: Activity,
+    first_seen: i64,
+    last_seen: i64,
+}
+
+const STAT_COLUMNS: &str =
+    "person_id, messages_in, messages_out, specific_in, actions, help_actions, sessions, first_seen, last_seen";
+
+static PEOPLE_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(
+        "select id, name, email, kind from people where id in (select cast(value ->> 0 as bigint) from {rows})",
+    )
+});
+static CHANNELS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(
+        "select person_id, channel from person_stats
+         where tenant_id = $2 and channel <> '*' and last_seen >= $3
+           and person_id in (select cast(value ->> 0 as bigint) from {rows})",
+    )
+});
+static DAYS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(
+        "select person_id, cast(sum(messages_in) as bigint), cast(sum(messages_out) as bigint), cast(sum(specific_in) as bigint),
+                cast(sum(actions) as bigint), cast(sum(help_actions) as bigint), cast(sum(sessions) as bigint)
+         from person_days
+         where tenant_id = $2 and channel = $3 and day > $4
+           and person_id in (select cast(value ->> 0 as bigint) from {rows})
+         group by person_id",
+    )
+});
+static EDGE_MESSAGES_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(
+        "select person_id,
+                cast(sum(case when direction = 'in' then 1 else 0 end) as bigint),
+                cast(sum(case when direction = 'out' then 1 else 0 end) as bigint),
+                cast(sum(specific) as bigint), cast(sum(n_actions) as bigint), cast(sum(n_help) as bigint)
+         from messages
+         where person_id in (select cast(value ->> 0 as bigint) from {rows})
+           and at >= $2 and at < $3 and ($4 = '*' or channel = $4)
+         group by person_id",
+    )
+});
+static EDGE_SESSIONS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(
+        "select person_id, count(*) from sessions
+         where person_id in (select cast(value ->> 0 as bigint) from {rows})
+           and started_at >= $2 and started_at < $3 and ($4 = '*' or channel = $4)
+         group by person_id",
+    )
+});
+
+fn ids_json(ids: &[PersonId]) -> String {
+    let wrapped: Vec<[i64; 1]> = ids.iter().map(|i| [*i]).collect();
+    serde_json::to_string(&wrapped).unwrap_or_else(|_| "[]".into())
+}
+
+impl Store {
+    /// Sessions open now: not ended, and active within the idle timeout.
+    pub async fn active_sessions(
+        &self,
+        tenant_id: &str,
+        channel: Option<&str>,
+        idle: std::time::Duration,
+    ) -> Result<Vec<SessionRow>> {
+        let cutoff = self.now() - idle.as_micros() as i64;
+        let channel = channel.unwrap_or("*");
+        with_pool!(self.pool(), p, _d => {
+            let rows = sqlx::query(
+                "select s.id, s.channel, s.auth_method, s.login_id, s.ip, s.started_at, s.last_interaction_at,
+                        p.id, p.name, p.email, p.kind
+                 from sessions s left join people p on p.id = s.person_id
+                 where s.tenant_id = $1 and s.ended_at is null and s.last_interaction_at >= $2
+                   and ($3 = '*' or s.channel = $3)
+                 order by s.last_interaction_at desc, s.id desc",
+            )
+            .bind(tenant_id)
+            .bind(cutoff)
+            .bind(channel)
+            .fetch_all(p)
+            .await?;
+            rows.iter()
+                .map(|r| {
+                    let pid: Option<i64> = r.try_get(7)?;
+                    let person = match pid {
+                        Some(id) => {
+                            let kind: String = r.try_get(10)?;
+                            Some(PersonRef {
+                                id,
+                                name: r.try_get(8)?,
+                                email: r.try_get(9)?,
+                                kind: crate::domain::PersonKind::parse(&kind)
+                                    .unwrap_or(crate::domain::PersonKind::Customer),
+                            })
+                        }
+                        None => None,
+                    };
+                    Ok(SessionRow {
+                        person,
+                        session_id: r.try_get(0)?,
+                        channel: r.try_get(1)?,
+                        auth_method: r.try_get(2)?,
+                        login_id: r.try_get(3)?,
+                        ip: r.try_get(4)?,
+                        started_at: r.try_get(5)?,
+                        last_interaction_at: r.try_get(6)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Who interacted since `since`, busiest first: `(total people, rows)`. With `top`, only
+    /// that many rows, found without computing everyone's figures: people are visited by
+    /// lifetime message count (an upper bound of their count in the period) until no one left
+    /// can beat the `top`-th.
+    pub async fn users_report(
+        &self,
+        tenant_id: &str,
+        since: i64,
+        channel: Option<&str>,
+        top: Option<usize>,
+    ) -> Result<(u64, Vec<ActivityRow>)> {
+        let channel = channel.unwrap_or("*");
+        let total: i64 = with_pool!(self.pool(), p, _d => {
+            sqlx::query_scalar(
+                "select count(*) from person_stats where tenant_id = $1 and channel = $2 and last_seen >= $3",
+            )
+            .bind(tenant_id)
+            .bind(channel)
+            .bind(since)
+            .fetch_one(p)
+            .await?
+        });
+        let mut best: Vec<StatRow> = Vec::new();
+        match top {
+            None => {
+                let stats = self.stats_where(tenant_id, channel, since, "", None, 0).await?;
+                best = self.in_period(tenant_id, channel, since, stats).await?;
+            }
+            Some(n) => {
+                let page = (n * 2).max(64);
+                let mut offset = 0;
+                'pages: loop {
+                    let stats = self
+                        .stats_where(tenant_id, channel, since, "", Some(page), offset)
+                        .await?;
+                    let fetched = stats.len();
+                    let bounds: Vec<(PersonId, i64)> =
+                        stats.iter().map(|s| (s.person_id, s.activity.messages())).collect();
+                    let exact = self.in_period(tenant_id, channel, since, stats).await?;
+                    let mut exact: HashMap<PersonId, StatRow> =
+                        exact.into_iter().map(|s| (s.person_id, s)).collect();
+                    for (pid, bound) in bounds {
+                        if best.len() >= n && bound < best[n - 1].activity.messages() {
+                            break 'pages;
+                        }
+                        if let Some(row) = exact.remove(&pid) {
+                            best.push(row);
+                            best.sort_by(|a, b| {
+                                b.activity.messages().cmp(&a.activity.messages()).then(b.last_seen.cmp(&a.last_seen))
+                            });
+                            best.truncate(n);
+                        }
+                    }
+                    if fetched < page {
+                        break;
+                    }
+                    offset += page;
+                }
+            }
+        }
+        best.sort_by(|a, b| {
+            b.activity
+                .messages()
+                .cmp(&a.activity.messages())
+                .then(b.last_seen.cmp(&a.last_seen))
+                .then(a.person_id.cmp(&b.person_id))
+        });
+        let rows = self.activity_rows(tenant_id, since, best).await?;
+        Ok((total as u64, rows))
+    }
+
+    /// People seen since `since` who asked nothing specific and got no help in the period.
+    pub async fn visitors_report(
+        &self,
+        tenant_id: &str,
+        since: i64,
+        channel: Option<&str>,
+    ) -> Result<Vec<ActivityRow>> {
+        let channel = channel.unwrap_or("*");
+        // Never helped at all: visitors whatever the period.
+        let never = self
+            .stats_where(
+                tenant_id,
+                channel,
+                since,
+                "and specific_in = 0 and help_actions = 0",
+                None,
+                0,
+            )
+            .await?;
+        // Helped at some time, but perhaps only before the period.
+        let before = self
+            .stats_where(
+                tenant_id,
+                channel,
+                since,
+                "and first_seen < $3 and (specific_in > 0 or help_actions > 0)",
+                None,
+                0,
+            )
+            .await?;
+        let mut rows = self.in_period(tenant_id, channel, since, never).await?;
+        rows.extend(
+            self.in_period(tenant_id, channel, since, before)
+                .await?
+                .into_iter()
+                .filter(|s| s.activity.specific_in == 0 && s.activity.help_actions == 0),
+        );
+        rows.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.person_id.cmp(&b.person_id)));
+        self.activity_rows(tenant_id, since, rows).await
+    }
+
+    async fn stats_where(
+        &self,
+        tenant_id: &str,
+        channel: &str,
+        since: i64,
+        extra: &str,
+        limit: Option<usize>,
+        offset: usize,
+    ) -> Result<Vec<StatRow>> {
+        // `extra` is one of the fixed fragments above, never user input.
+        let order = if limit.is_some() {
+            "order by messages desc, person_id limit $4 offset $5"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "select {STAT_COLUMNS} from person_stats where tenant_id = $1 and channel = $2 and last_seen >= $3 {extra} {order}"
+        );
+        with_pool!(self.pool(), p, _d => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(channel).bind(since);
+            if let Some(l) = limit {
+                q = q.bind(l as i64).bind(offset as i64);
+            }
+            let rows = q.fetch_all(p).await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(StatRow {
+                        person_id: r.try_get(0)?,
+                        activity: Activity {
+                            messages_in: r.try_get(1)?,
+                            messages_out: r.try_get(2)?,
+                            specific_in: r.try_get(3)?,
+                            actions: r.try_get(4)?,
+                            help_actions: r.try_get(5)?,
+                            sessions: r.try_get(6)?,
+                        },
+                        first_seen: r.try_get(7)?,
+                        last_seen: r.try_get(8)?,
+                    })
+                })
+                .collect()
+        })
+    }
+
+    /// Replaces lifetime figures by the figures within the period for people first seen
+    /// before it: whole days from `person_days`, the period's first partial day from the
+    /// raw messages and sessions.
+    async fn in_period(
+        &self,
+        tenant_id: &str,
+        channel: &str,
+        since: i64,
+        mut stats: Vec<StatRow>,
+    ) -> Result<Vec<StatRow>> {
+        let older: Vec<PersonId> = stats
+            .iter()
+            .filter(|s| s.first_seen < since)
+            .map(|s| s.person_id)
+            .collect();
+        if older.is_empty() {
+            return Ok(stats);
+        }
+        let since_day = day_of(since);
+        let day_end = (since_day + 1) * MICROS_PER_DAY;
+        let mut period: HashMap<PersonId, Activity> = HashMap::new();
+        for chunk in older.chunks(5000) {
+            let ids = ids_json(chunk);
+            with_pool!(self.pool(), p, d => {
+                let rows = sqlx::query(DAYS_BY_IDS.get(d))
+                    .bind(&ids)
+                    .bind(tenant_id)
+                    .bind(channel)
+                    .bind(since_day)
+                    .fetch_all(p)
+                    .await?;
+                for r in rows {
+                    let a = period.entry(r.try_get(0)?).or_default();
+                    a.messages_in += r.try_get::<i64, _>(1)?;
+                    a.messages_out += r.try_get::<i64, _>(2)?;
+                    a.specific_in += r.try_get::<i64, _>(3)?;
+                    a.actions += r.try_get::<i64, _>(4)?;
+                    a.help_actions += r.try_get::<i64, _>(5)?;
+                    a.sessions += r.try_get::<i64, _>(6)?;
+                }
+                let rows = sqlx::query(EDGE_MESSAGES_BY_IDS.get(d))
+                    .bind(&ids)
+                    .bind(since)
+                    .bind(day_end)
+                    .bind(channel)
+                    .fetch_all(p)
+                    .await?;
+                for r in rows {
+                    let a = period.entry(r.try_get(0)?).or_default();
+                    a.messages_in += r.try_get::<i64, _>(1)?;
+                    a.messages_out += r.try_get::<i64, _>(2)?;
+                    a.specific_in += r.try_get::<i64, _>(3)?;
+                    a.actions += r.try_get::<i64, _>(4)?;
+                    a.help_actions += r.try_get::<i64, _>(5)?;
+                }
+                let rows = sqlx::query(EDGE_SESSIONS_BY_IDS.get(d))
+                    .bind(&ids)
+                    .bind(since)
+                    .bind(day_end)
+                    .bind(channel)
+                    .fetch_all(p)
+                    .await?;
+                for r in rows {
+                    let a = period.entry(r.try_get(0)?).or_default();
+                    a.sessions += r.try_get::<i64, _>(1)?;
+                }
+            });
+        }
+        for s in stats.iter_mut().filter(|s| s.first_seen < since) {
+            s.activity = period.remove(&s.person_id).unwrap_or_default();
+        }
+        Ok(stats)
+    }
+
+    /// Attaches people and the channels they used in the period, keeping the order.
+    async fn activity_rows(&self, tenant_id: &str, since: i64, stats: Vec<StatRow>) -> Result<Vec<ActivityRow>> {
+        let mut people: HashMap<PersonId, PersonRef> = HashMap::with_capacity(stats.len());
+        let mut channels: HashMap<PersonId, BTreeSet<String>> = HashMap::new();
+        let ids: Vec<PersonId> = stats.iter().map(|s| s.person_id).collect();
+        for chunk in ids.chunks(5000) {
+            let json = ids_json(chunk);
+            with_pool!(self.pool(), p, d => {
+                for r in sqlx::query(PEOPLE_BY_IDS.get(d)).bind(&json).fetch_all(p).await? {
+                    let person = person_from_row(&r)?;
+                    people.insert(person.id, person);
+                }
+                for r in sqlx::query(CHANNELS_BY_IDS.get(d))
+                    .bind(&json)
+                    .bind(tenant_id)
+                    .bind(since)
+                    .fetch_all(p)
+                    .await?
+                {
+                    channels.entry(r.try_get(0)?).or_default().insert(r.try_get(1)?);
+                }
+            });
+        }
+        Ok(stats
+            .into_iter()
+            .filter_map(|s| {
+                Some(ActivityRow {
+                    person: people.remove(&s.person_id)?,
+                    channels: channels
+                        .remove(&s.person_id)
+                        .map(|c| c.into_iter().collect())
+                        .unwrap_or_default(),
+                    activity: s.activity,
+                    first_seen: s.first_seen,
+                    last_seen: s.last_seen,
+                })
+            })
+            .collect())
+    }
+
+    /// Everything the `user` report shows about one person.
+    pub async fn user_detail(&self, person: &PersonRef, history: usize) -> Result<UserDetail> {
+        with_pool!(self.pool(), p, _d => {
+            let row = sqlx::query(
+                "select created_at, locale, time_zone, email_verified, jira_account_id from people where id = $1",
+            )
+            .bind(person.id)
+            .fetch_one(p)
+            .await?;
+            let verified: i64 = row.try_get(3)?;
+            let account = Account {
+                locale: row.try_get(1)?,
+                time_zone: row.try_get(2)?,
+                verified_email: if verified != 0 { person.email.clone() } else { None },
+                jira_account_id: row.try_get(4)?,
+            };
+            let created_at: i64 = row.try_get(0)?;
+            let roles: Vec<String> =
+                sqlx::query_scalar("select role from person_roles where person_id = $1 order by role")
+                    .bind(person.id)
+                    .fetch_all(p)
+                    .await?;
+            let identities = sqlx::query(
+                "select channel, external_id, auth_method, authenticated_at from identities where person_id = $1 order by id",
+            )
+            .bind(person.id)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(|r| {
+                Ok(IdentityRow {
+                    channel: r.try_get(0)?,
+                    external_id: r.try_get(1)?,
+                    auth_method: r.try_get(2)?,
+                    authenticated_at: r.try_get(3)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+            let interests = sqlx::query(
+                "select kind, value, count from interests where person_id = $1 order by count desc, last_at desc limit 50",
+            )
+            .bind(person.id)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(|r| Ok(Interest { kind: r.try_get(0)?, value: r.try_get(1)?, count: r.try_get(2)? }))
+            .collect::<Result<Vec<_>>>()?;
+            let history = sqlx::query(
+                "select at, direction, channel, text, intent, actions from messages
+                 where person_id = $1 order by at desc, id desc limit $2",
+            )
+            .bind(person.id)
+            .bind(history as i64)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(|r| {
+                let actions: Option<String> = r.try_get(5)?;
+                Ok(HistoryRow {
+                    at: r.try_get(0)?,
+                    direction: r.try_get(1)?,
+                    channel: r.try_get(2)?,
+                    text: r.try_get(3)?,
+                    intent: r.try_get(4)?,
+                    actions: actions
+                        .and_then(|a| serde_json::from_str(&a).ok())
+                        .unwrap_or_default(),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+            Ok(UserDetail {
+                person: person.clone(),
+                roles,
+                created_at,
+                identities,
+                account,
+                interests,
+                history,
+            })
+        })
+    }
+}
+
+impl Store {
+    /// Sessions active now, in every tenant (the `koji_sessions_active` gauge).
+    pub async fn count_active_sessions(&self, idle: std::time::Duration) -> Result<u64> {
+        let cutoff = self.now() - idle.as_micros() as i64;
+        with_pool!(self.pool(), p, _d => {
+            let n: i64 = sqlx::query_scalar(
+                "select count(*) from sessions where ended_at is null and last_interaction_at >= $1",
+            )
+            .bind(cutoff)
+            .fetch_one(p)
+            .await?;
+            Ok(n as u64)
+        })
+    }
+}
