@@ -358,7 +358,7 @@ mod tests {
         check("status of REQ-12 and ITSM-4", &[("issue_key", "REQ-12"), ("issue_key", "ITSM-4")]);
         check("installer error 1603", &[("error_code", "1603")]);
         check("outlook and vpn and wi-fi", &[("term", "Outlook"), ("term", "VPN"), ("term", "Wi-Fi")]);
-        check("my asset AT-12345 broke", &[("asset_tag", "12345")]);
+        check("my asset AT-12345 broke", &[("issue_key", "AT-12345"), ("asset_tag", "12345")]);
         check("nothing here", &[]);
         check("VPN VPN vpn", &[("term", "VPN")]);
     }

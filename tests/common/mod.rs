@@ -1,0 +1,198 @@
+//! Test support: a fresh database per test on SQLite (a temp file) and on PostgreSQL (a new
+//! database on `KOJI_TEST_POSTGRES_URL`), and the core started on it with a manual clock.
+#![allow(dead_code)]
+
+use koji::Config;
+use koji::conversation::Core;
+use koji::domain::{AuthMethod, ManualClock};
+use koji_channel::{Channel, Inbound, Outcome, Reply, Speaker, TenantHint};
+use sqlx::Connection;
+use std::sync::Arc;
+
+/// 2026-12-01T12:00:00Z
+pub const T0: i64 = 1_796_126_400_000_000;
+
+pub struct TestDb {
+    pub url: String,
+    pub backend: &'static str,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<(String, String)>, // (admin url, database name)
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("koji.db").display());
+        TestDb { url, backend: "sqlite", _dir: Some(dir), pg: None }
+    }
+
+    /// A fresh PostgreSQL database, or None (said loudly) when KOJI_TEST_POSTGRES_URL is unset.
+    pub async fn postgres() -> Option<TestDb> {
+        let Ok(admin) = std::env::var("KOJI_TEST_POSTGRES_URL") else {
+            eprintln!("!!! KOJI_TEST_POSTGRES_URL is not set: SKIPPING the PostgreSQL case of this test !!!");
+            return None;
+        };
+        let name = format!("koji_t_{:016x}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to KOJI_TEST_POSTGRES_URL");
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let _ = conn.close().await;
+        let base = admin.split('?').next().unwrap_or(&admin);
+        let (prefix, _) = base.rsplit_once('/').expect("database url has a path");
+        let url = format!("{prefix}/{name}");
+        Some(TestDb { url, backend: "postgres", _dir: None, pg: Some((admin, name)) })
+    }
+
+    /// The configuration for this database: `extra` TOML over the embedded defaults.
+    pub fn config(&self, extra: &str) -> Config {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{}\"\nmax_connections = 4\n{extra}",
+            self.url
+        );
+        Config::from_toml(&text).unwrap_or_else(|e| panic!("test config: {e}"))
+    }
+
+    pub async fn cleanup(self) {
+        if let Some((admin, name)) = &self.pg
+            && let Ok(mut conn) = sqlx::PgConnection::connect(admin).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
+                .execute(&mut conn)
+                .await;
+        }
+    }
+}
+
+/// Runs each named `async fn(&TestDb)` as two tests: `sqlite::NAME` and `postgres::NAME`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let db = $crate::common::TestDb::sqlite().await;
+                    super::$name(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(db) = $crate::common::TestDb::postgres().await else { return };
+                    super::$name(&db).await;
+                    db.cleanup().await;
+                }
+            )*
+        }
+    };
+}
+
+pub struct Running {
+    pub core: Arc<Core>,
+    pub clock: ManualClock,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    pub async fn start(db: &TestDb) -> Running {
+        Self::start_with(db, "").await
+    }
+
+    pub async fn start_with(db: &TestDb, extra: &str) -> Running {
+        let clock = ManualClock::new(T0);
+        Self::start_on(db, extra, clock).await
+    }
+
+    /// Another instance on the same database (a replica), sharing `clock`.
+    pub async fn start_on(db: &TestDb, extra: &str, clock: ManualClock) -> Running {
+        let (core, writer) = koji::app::start_core(db.config(extra), Arc::new(clock.clone()))
+            .await
+            .expect("core starts");
+        Running { core, clock, writer }
+    }
+
+    pub async fn say(&self, email: &str, text: &str) -> Vec<Reply> {
+        match self.core.handle(console(email, text)).await.expect("handled") {
+            Outcome::Replies(r) => r,
+            Outcome::Duplicate => panic!("unexpected duplicate"),
+        }
+    }
+
+    pub async fn say_text(&self, email: &str, text: &str) -> String {
+        self.say(email, text)
+            .await
+            .into_iter()
+            .map(|r| r.text)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// A report as the operator would run it on the command line, as JSON.
+    pub async fn report_json(&self, words: &str) -> serde_json::Value {
+        let tenant = self.core.cli_tenant(None).expect("one tenant");
+        let cmd = koji::commands::parse(words).expect("valid command");
+        match self.core.run_command(tenant, &koji::conversation::Actor::Operator, cmd).await {
+            koji::conversation::CommandOutput::Report(r, _) => r.to_json(),
+            other => panic!("{words}: {other:?}"),
+        }
+    }
+
+    pub fn advance_minutes(&self, m: u64) {
+        self.clock.advance(std::time::Duration::from_secs(m * 60));
+    }
+
+    pub async fn stop(self) {
+        let store = self.core.store.clone();
+        drop(self.core);
+        let _ = self.writer.await;
+        store.close().await;
+    }
+}
+
+pub fn console(email: &str, text: &str) -> Inbound {
+    Inbound::console(
+        TenantHint::Default,
+        Speaker {
+            external_id: email.to_string(),
+            display_name: None,
+            verified_email: Some(email.to_string()),
+            auth_method: AuthMethod::Console,
+            locale: None,
+            time_zone: None,
+        },
+        text,
+    )
+}
+
+/// A message as a platform delivers it: its own user id, a platform message id.
+pub fn platform(channel: Channel, user: &str, email: Option<&str>, id: &str, text: &str) -> Inbound {
+    Inbound {
+        channel,
+        tenant: TenantHint::Default,
+        speaker: Speaker {
+            external_id: user.to_string(),
+            display_name: None,
+            verified_email: email.map(str::to_string),
+            auth_method: if email.is_some() { AuthMethod::Slack } else { AuthMethod::Anonymous },
+            locale: None,
+            time_zone: None,
+        },
+        platform_message_id: Some(id.to_string()),
+        text: text.to_string(),
+        ip: None,
+        user_agent: None,
+    }
+}
+
+pub fn rows(v: &serde_json::Value) -> &Vec<serde_json::Value> {
+    v["rows"].as_array().expect("rows")
+}
+
+pub fn row_of<'a>(v: &'a serde_json::Value, email: &str) -> Option<&'a serde_json::Value> {
+    rows(v).iter().find(|r| r["person"]["email"] == email)
+}
