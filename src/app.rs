@@ -60,10 +60,12 @@ impl App {
     pub async fn build_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<App, AppError> {
         let listen = config.server.listen.clone();
         let (core, writer) = start_core(config, clock).await?;
-        let listener = TcpListener::bind(&listen).await.map_err(|source| AppError::Bind {
-            addr: listen.clone(),
-            source,
-        })?;
+        let listener = TcpListener::bind(&listen)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: listen.clone(),
+                source,
+            })?;
         let addr = listener.local_addr().map_err(AppError::Serve)?;
         Ok(App {
             core,
@@ -87,7 +89,10 @@ impl App {
 
     /// Serves until `shutdown` completes, then finishes in-flight requests, commits what is
     /// queued and closes the database.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), AppError> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
         let App {
             core,
             writer,
@@ -108,9 +113,12 @@ impl App {
         };
         tracing::info!(%addr, database = core.store.backend(), "koji serving");
         let router = crate::server::router(core.clone());
-        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let served = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
         sweeper.abort();
         if let Err(e) = core.flush().await {
             tracing::warn!(error = %e, "final commit failed");

@@ -12,7 +12,7 @@ use crate::commands;
 use crate::config::Config;
 use crate::conversation::{Actor, CommandOutput};
 use crate::domain::{AuthMethod, Channel, MICROS_PER_DAY, SystemClock};
-use crate::store::{BatchWriter, Direction, DialectSql, MessageRow, with_pool};
+use crate::store::{BatchWriter, DialectSql, Direction, MessageRow, with_pool};
 use koji_channel::{Inbound, Outcome, Speaker, TenantHint};
 use rand::{Rng, SeedableRng};
 use std::sync::Arc;
@@ -61,7 +61,11 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
             conversations,
             platform_ids,
         } => pipeline(config, messages, conversations, platform_ids).await,
-        BenchWhat::Seed { exchanges, people, days } => seed(config, exchanges, people, days).await,
+        BenchWhat::Seed {
+            exchanges,
+            people,
+            days,
+        } => seed(config, exchanges, people, days).await,
         BenchWhat::Reports { runs } => reports(config, runs).await,
     }
 }
@@ -75,8 +79,17 @@ const TEXTS: [&str; 6] = [
     "bye",
 ];
 
-async fn pipeline(config: Config, messages: u64, conversations: u64, platform_ids: bool) -> anyhow::Result<()> {
-    let backend = if config.database.url.starts_with("sqlite") { "sqlite" } else { "postgres" };
+async fn pipeline(
+    config: Config,
+    messages: u64,
+    conversations: u64,
+    platform_ids: bool,
+) -> anyhow::Result<()> {
+    let backend = if config.database.url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
     let (core, writer) = start_core(config, Arc::new(SystemClock)).await?;
     let per = (messages / conversations).max(1);
     let speaker = |c: u64| Speaker {
@@ -108,7 +121,10 @@ async fn pipeline(config: Config, messages: u64, conversations: u64, platform_id
     for t in tasks {
         t.await??;
     }
-    eprintln!("warm-up: {conversations} conversations started in {:?}", warm.elapsed());
+    eprintln!(
+        "warm-up: {conversations} conversations started in {:?}",
+        warm.elapsed()
+    );
 
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -200,26 +216,49 @@ struct SeedPerson {
 }
 
 async fn seed(config: Config, exchanges: u64, people: u64, days: u64) -> anyhow::Result<()> {
-    let backend = if config.database.url.starts_with("sqlite") { "sqlite" } else { "postgres" };
+    let backend = if config.database.url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
     let batch_max = config.database.batch_max;
     let (core, writer_task) = start_core(config, Arc::new(SystemClock)).await?;
-    let tenant = core.cli_tenant(None).map_err(anyhow::Error::msg)?.config.id.clone();
+    let tenant = core
+        .cli_tenant(None)
+        .map_err(anyhow::Error::msg)?
+        .config
+        .id
+        .clone();
     let pool = core.store.pool().clone();
     let now = core.store.now();
     let span = days as i64 * MICROS_PER_DAY;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let started = Instant::now();
-    let channels = [Channel::Slack, Channel::Teams, Channel::Discord, Channel::Portal];
+    let channels = [
+        Channel::Slack,
+        Channel::Teams,
+        Channel::Discord,
+        Channel::Portal,
+    ];
 
     let mut persons: Vec<SeedPerson> = Vec::with_capacity(people as usize);
     for chunk_start in (0..people).step_by(5000) {
         let chunk: Vec<u64> = (chunk_start..(chunk_start + 5000).min(people)).collect();
-        let created: Vec<i64> = chunk.iter().map(|_| now - rng.random_range(0..span)).collect();
+        let created: Vec<i64> = chunk
+            .iter()
+            .map(|_| now - rng.random_range(0..span))
+            .collect();
         let rows: Vec<_> = chunk
             .iter()
             .zip(&created)
             .map(|(i, at)| {
-                (&tenant, format!("seed{i}@bench.test"), format!("Seed Person {i}"), if i % 5 == 0 { "internal" } else { "customer" }, *at)
+                (
+                    &tenant,
+                    format!("seed{i}@bench.test"),
+                    format!("Seed Person {i}"),
+                    if i % 5 == 0 { "internal" } else { "customer" },
+                    *at,
+                )
             })
             .collect();
         let ids: Vec<i64> = with_pool!(&pool, p, d => {
@@ -228,7 +267,10 @@ async fn seed(config: Config, exchanges: u64, people: u64, days: u64) -> anyhow:
             sqlx::query(INSERT_ROLES.get(d)).bind(serde_json::to_string(&roles)?).execute(p).await?;
             ids
         });
-        anyhow::ensure!(ids.len() == chunk.len(), "people already seeded: use a fresh database");
+        anyhow::ensure!(
+            ids.len() == chunk.len(),
+            "people already seeded: use a fresh database"
+        );
         let idents: Vec<_> = chunk
             .iter()
             .zip(&ids)
@@ -248,7 +290,16 @@ async fn seed(config: Config, exchanges: u64, people: u64, days: u64) -> anyhow:
             let ch = channels[(*i % 4) as usize];
             for s in 0..n {
                 let start = at + (now - at) * s / n;
-                sess_rows.push((&tenant, identity_ids[k], *id, ch.as_str(), "slack", format!("seed-{i}"), crate::store::new_token(), start));
+                sess_rows.push((
+                    &tenant,
+                    identity_ids[k],
+                    *id,
+                    ch.as_str(),
+                    "slack",
+                    format!("seed-{i}"),
+                    crate::store::new_token(),
+                    start,
+                ));
                 owners.push((persons.len() + k, start));
             }
         }
@@ -272,7 +323,10 @@ async fn seed(config: Config, exchanges: u64, people: u64, days: u64) -> anyhow:
             sqlx::query(sql).execute(p).await?;
         });
     }
-    eprintln!("seed: {people} people with identities and sessions in {:?}", started.elapsed());
+    eprintln!(
+        "seed: {people} people with identities and sessions in {:?}",
+        started.elapsed()
+    );
 
     let writer = BatchWriter::start(pool.clone(), batch_max).0;
     let tenant_arc: Arc<str> = Arc::from(tenant.as_str());
@@ -285,7 +339,11 @@ async fn seed(config: Config, exchanges: u64, people: u64, days: u64) -> anyhow:
         let (sid, start) = who.sessions[rng.random_range(0..who.sessions.len())];
         let at = start + rng.random_range(0..(now - start).max(1));
         let small_talk_only = who.id % 5 == 1;
-        let text = if small_talk_only { TEXTS[(e % 2 * 2) as usize] } else { TEXTS[(e % TEXTS.len() as u64) as usize] };
+        let text = if small_talk_only {
+            TEXTS[(e % 2 * 2) as usize]
+        } else {
+            TEXTS[(e % TEXTS.len() as u64) as usize]
+        };
         let (intent, specific) = match text {
             "hello" => ("greeting", false),
             "thanks" => ("thanks", false),
@@ -294,8 +352,14 @@ async fn seed(config: Config, exchanges: u64, people: u64, days: u64) -> anyhow:
         };
         let entities = if text.contains("VPN") {
             vec![
-                crate::nlu::Entity { kind: "term".into(), value: "VPN".into() },
-                crate::nlu::Entity { kind: "error_code".into(), value: "0x800F081F".into() },
+                crate::nlu::Entity {
+                    kind: "term".into(),
+                    value: "VPN".into(),
+                },
+                crate::nlu::Entity {
+                    kind: "error_code".into(),
+                    value: "0x800F081F".into(),
+                },
             ]
         } else {
             Vec::new()
@@ -321,7 +385,11 @@ async fn seed(config: Config, exchanges: u64, people: u64, days: u64) -> anyhow:
             intent: None,
             specific: false,
             entities: Vec::new(),
-            actions: if specific && e % 3 == 0 { vec!["kb_answer".into()] } else { Vec::new() },
+            actions: if specific && e % 3 == 0 {
+                vec!["kb_answer".into()]
+            } else {
+                Vec::new()
+            },
             at: at + 1000,
             ..base.clone()
         };
@@ -355,10 +423,18 @@ async fn seed(config: Config, exchanges: u64, people: u64, days: u64) -> anyhow:
 }
 
 async fn reports(config: Config, runs: usize) -> anyhow::Result<()> {
-    let backend = if config.database.url.starts_with("sqlite") { "sqlite" } else { "postgres" };
+    let backend = if config.database.url.starts_with("sqlite") {
+        "sqlite"
+    } else {
+        "postgres"
+    };
     let (core, writer) = start_core(config, Arc::new(SystemClock)).await?;
     let tenant = core.cli_tenant(None).map_err(anyhow::Error::msg)?;
-    let who = match core.store.find_person(&tenant.config.id, "seed0@bench.test").await? {
+    let who = match core
+        .store
+        .find_person(&tenant.config.id, "seed0@bench.test")
+        .await?
+    {
         Some(_) => "seed0@bench.test",
         None => "alice@acme.test",
     };

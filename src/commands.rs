@@ -106,7 +106,10 @@ pub const COMMANDS: [(&str, &str); 13] = [
         "who interacted: messages, actions, sessions",
     ),
     ("user WHO [--history N]", "one person's data"),
-    ("visitors [--since D] [--channel C]", "people who logged in but got no help"),
+    (
+        "visitors [--since D] [--channel C]",
+        "people who logged in but got no help",
+    ),
     ("roles [WHO]", "the role setup, or one person's roles"),
     ("grant WHO ROLE", "give a person a role"),
     ("revoke WHO ROLE", "take a role from a person"),
@@ -273,7 +276,10 @@ pub fn parse_words(tokens: &[String]) -> Result<Command, UsageError> {
     };
     let since = || -> Result<Option<HumanDuration>, UsageError> {
         flag("since")
-            .map(|v| v.parse().map_err(|e: crate::config::BadDuration| bad(e.to_string())))
+            .map(|v| {
+                v.parse()
+                    .map_err(|e: crate::config::BadDuration| bad(e.to_string()))
+            })
             .transpose()
     };
     let channel = || -> Result<Option<Channel>, UsageError> {
@@ -287,7 +293,11 @@ pub fn parse_words(tokens: &[String]) -> Result<Command, UsageError> {
                 v.parse::<usize>()
                     .ok()
                     .filter(|n| *n >= 1 && *n <= 100_000)
-                    .ok_or_else(|| bad(format!("--{name} takes a whole number from 1 to 100000, not `{v}`")))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "--{name} takes a whole number from 1 to 100000, not `{v}`"
+                        ))
+                    })
             })
             .transpose()
     };
@@ -299,7 +309,10 @@ pub fn parse_words(tokens: &[String]) -> Result<Command, UsageError> {
     };
     let positional = |n: usize| -> Result<Vec<String>, UsageError> {
         if args.positional.len() < n {
-            let missing = usage.split_whitespace().nth(args.positional.len() + 1).unwrap_or("an argument");
+            let missing = usage
+                .split_whitespace()
+                .nth(args.positional.len() + 1)
+                .unwrap_or("an argument");
             return Err(bad(format!("`{word}` needs {missing}")));
         }
         if args.positional.len() > n {
@@ -465,7 +478,13 @@ mod tests {
                 role: "operator".into(),
             }),
         );
-        check("roles", Ok(Command::Roles { who: None, format: Format::Text }));
+        check(
+            "roles",
+            Ok(Command::Roles {
+                who: None,
+                format: Format::Text,
+            }),
+        );
         check("release", Ok(Command::Release));
         check(
             "user \"Alice Smith\"",
@@ -493,7 +512,11 @@ mod tests {
         check("users --top 3 --top 4", Err("given twice"));
         check("user \"unterminated", Err("unterminated quote"));
         let e = parse("user").unwrap_err();
-        assert!(e.to_string().contains("usage: /koji user WHO [--history N]"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("usage: /koji user WHO [--history N]"),
+            "{e}"
+        );
     }
 
     #[test]

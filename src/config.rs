@@ -319,8 +319,11 @@ impl Config {
         let mut value: toml::Table = DEFAULTS.parse().expect("embedded defaults parse");
         if let Some(text) = file {
             let overlay: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-                err("", format!("{file_name} is not valid TOML: {}", e.message().trim()))
-                    .with_location(text, e.span())
+                err(
+                    "",
+                    format!("{file_name} is not valid TOML: {}", e.message().trim()),
+                )
+                .with_location(text, e.span())
             })?;
             // A file that names its own tenants replaces the demo tenant and its portal.
             if overlay.contains_key("tenants") && !overlay.contains_key("portals") {
@@ -329,8 +332,8 @@ impl Config {
             merge(&mut value, overlay);
         }
         apply_env(&mut value, env)?;
-        let config: Config = serde_path_to_error::deserialize(toml::Value::Table(value))
-            .map_err(|e| {
+        let config: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
                 let path = e.path().to_string();
                 let message = e.inner().message().trim().to_string();
                 err(if path == "." { String::new() } else { path }, message)
@@ -344,13 +347,19 @@ impl Config {
         if !(self.server.public_url.starts_with("http://")
             || self.server.public_url.starts_with("https://"))
         {
-            return Err(err("server.public_url", "must start with http:// or https://"));
+            return Err(err(
+                "server.public_url",
+                "must start with http:// or https://",
+            ));
         }
         if self.server.max_body_bytes < 1024 {
             return Err(err("server.max_body_bytes", "must be at least 1024"));
         }
         let url = &self.database.url;
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             return Err(err(
                 "database.url",
                 format!("`{url}` is neither sqlite://… nor postgres://…"),
@@ -383,16 +392,24 @@ impl Config {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
-                return Err(err(key("id"), format!("`{}` must be letters, digits, - or _", t.id)));
+                return Err(err(
+                    key("id"),
+                    format!("`{}` must be letters, digits, - or _", t.id),
+                ));
             }
             if !ids.insert(t.id.clone()) {
-                return Err(err(key("id"), format!("tenant `{}` is defined twice", t.id)));
+                return Err(err(
+                    key("id"),
+                    format!("tenant `{}` is defined twice", t.id),
+                ));
             }
             for (j, a) in t.admins.iter().enumerate() {
                 if !(a.contains('@') || a.contains(':')) {
                     return Err(err(
                         format!("tenants[{i}].admins[{j}]"),
-                        format!("`{a}` is neither an email nor a channel identity like slack:U0123"),
+                        format!(
+                            "`{a}` is neither an email nor a channel identity like slack:U0123"
+                        ),
                     ));
                 }
             }
@@ -426,19 +443,28 @@ impl Config {
                 ));
             }
             if !portal_ids.insert(p.id.clone()) {
-                return Err(err(format!("portals[{i}].id"), format!("portal `{}` is defined twice", p.id)));
+                return Err(err(
+                    format!("portals[{i}].id"),
+                    format!("portal `{}` is defined twice", p.id),
+                ));
             }
         }
         for (i, intent) in self.intents.iter().enumerate() {
             for (j, p) in intent.patterns.iter().enumerate() {
                 if let Err(e) = regex::Regex::new(p) {
-                    return Err(err(format!("intents[{i}].patterns[{j}]"), first_line(&e.to_string())));
+                    return Err(err(
+                        format!("intents[{i}].patterns[{j}]"),
+                        first_line(&e.to_string()),
+                    ));
                 }
             }
         }
         for (i, e) in self.entities.iter().enumerate() {
             if let Err(x) = regex::Regex::new(&e.pattern) {
-                return Err(err(format!("entities[{i}].pattern"), first_line(&x.to_string())));
+                return Err(err(
+                    format!("entities[{i}].pattern"),
+                    first_line(&x.to_string()),
+                ));
             }
         }
         Ok(())
@@ -448,7 +474,10 @@ impl Config {
         self.server.listen.parse().map_err(|_| {
             err(
                 "server.listen",
-                format!("`{}` is not an address like 127.0.0.1:8080", self.server.listen),
+                format!(
+                    "`{}` is not an address like 127.0.0.1:8080",
+                    self.server.listen
+                ),
             )
         })
     }
@@ -474,16 +503,19 @@ impl ConfigError {
 
 fn first_line(s: &str) -> String {
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or(s)
         .trim()
         .to_string()
 }
 
 fn read_file(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| err("", format!("cannot read config file {}: {e}", path.display())))
+    std::fs::read_to_string(path).map_err(|e| {
+        err(
+            "",
+            format!("cannot read config file {}: {e}", path.display()),
+        )
+    })
 }
 
 /// Tables merge key by key; anything else in `over` replaces what is in `base`.
@@ -538,7 +570,10 @@ fn apply_env(value: &mut toml::Table, env: &[(String, String)]) -> Result<(), Co
                 .and_then(|mut t| t.remove("v"))
                 .filter(|v| !matches!(v, toml::Value::Datetime(_)))
         };
-        table.insert(last.clone(), parsed.unwrap_or_else(|| toml::Value::String(raw.clone())));
+        table.insert(
+            last.clone(),
+            parsed.unwrap_or_else(|| toml::Value::String(raw.clone())),
+        );
     }
     Ok(())
 }
@@ -569,7 +604,11 @@ mod tests {
     #[test]
     fn durations() {
         let check = |s: &str, secs: Option<u64>| {
-            assert_eq!(s.parse::<HumanDuration>().ok().map(|d| d.0.as_secs()), secs, "{s}");
+            assert_eq!(
+                s.parse::<HumanDuration>().ok().map(|d| d.0.as_secs()),
+                secs,
+                "{s}"
+            );
         };
         check("30m", Some(1800));
         check("24h", Some(86_400));
@@ -615,10 +654,22 @@ mod tests {
     #[test]
     fn environment_overrides_file_overrides_defaults() {
         let env = vec![
-            ("KOJI_DATABASE__URL".to_string(), "sqlite://other.db".to_string()),
-            ("KOJI_SERVER__TRUST_FORWARDED_FOR".to_string(), "true".to_string()),
-            ("KOJI_SERVER__MAX_BODY_BYTES".to_string(), "4096".to_string()),
-            ("KOJI_TEST_POSTGRES_URL".to_string(), "postgres://ignored".to_string()),
+            (
+                "KOJI_DATABASE__URL".to_string(),
+                "sqlite://other.db".to_string(),
+            ),
+            (
+                "KOJI_SERVER__TRUST_FORWARDED_FOR".to_string(),
+                "true".to_string(),
+            ),
+            (
+                "KOJI_SERVER__MAX_BODY_BYTES".to_string(),
+                "4096".to_string(),
+            ),
+            (
+                "KOJI_TEST_POSTGRES_URL".to_string(),
+                "postgres://ignored".to_string(),
+            ),
             ("KOJI_CONFIG".to_string(), "ignored".to_string()),
         ];
         let c = Config::layered(Some("[server]\nmax_body_bytes = 2048"), "f", &env).unwrap();
@@ -626,7 +677,10 @@ mod tests {
         assert!(c.server.trust_forwarded_for);
         assert_eq!(c.server.max_body_bytes, 4096);
 
-        let bad = vec![("KOJI_SESSION__IDLE_TIMEOUT".to_string(), "never".to_string())];
+        let bad = vec![(
+            "KOJI_SESSION__IDLE_TIMEOUT".to_string(),
+            "never".to_string(),
+        )];
         let e = Config::layered(None, "", &bad).unwrap_err();
         assert_eq!(e.key, "session.idle_timeout");
     }

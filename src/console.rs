@@ -17,7 +17,8 @@ const WINDOW: usize = 512;
 pub fn speaker(as_email: Option<&str>) -> Result<Speaker, String> {
     match as_email {
         Some(raw) => {
-            let email = normalise_email(raw).ok_or_else(|| format!("`{raw}` is not an email address"))?;
+            let email =
+                normalise_email(raw).ok_or_else(|| format!("`{raw}` is not an email address"))?;
             Ok(Speaker {
                 external_id: email.clone(),
                 display_name: None,
@@ -62,7 +63,8 @@ where
     let mut waiting: FuturesOrdered<_> = FuturesOrdered::new();
     let mut buf = Vec::with_capacity(64 * 1024);
     if interactive {
-        out.write_all(b"Koji is listening. Type /koji help for commands; Ctrl-D to leave.\n> ").await?;
+        out.write_all(b"Koji is listening. Type /koji help for commands; Ctrl-D to leave.\n> ")
+            .await?;
         out.flush().await?;
     }
     loop {

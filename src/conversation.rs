@@ -13,7 +13,9 @@ use crate::metrics::Metrics;
 use crate::nlu::{Nlu, Terms, Understanding, command_text};
 use crate::reports::{DEFAULT_HISTORY, DEFAULT_SINCE, Report, ReportBody, table_text};
 use crate::roles::{Permission, RoleSetup};
-use crate::store::{BatchWriter, Direction, MessageRow, PersonSeed, SessionStart, Store, StoreError, WriteOutcome};
+use crate::store::{
+    BatchWriter, Direction, MessageRow, PersonSeed, SessionStart, Store, StoreError, WriteOutcome,
+};
 use koji_channel::{Attachment, ConversationError, Inbound, Outcome, Reply, TenantHint};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
@@ -78,7 +80,10 @@ impl TenantRuntime {
 #[derive(Debug, Clone)]
 pub enum Actor {
     Operator,
-    Person { person: PersonRef, roles: Vec<String> },
+    Person {
+        person: PersonRef,
+        roles: Vec<String>,
+    },
     Anonymous,
 }
 
@@ -94,6 +99,9 @@ pub enum CommandOutput {
     /// The command names someone or something that does not exist.
     NotFound(String),
 }
+
+/// Tenant, channel, the channel's user id.
+type SpeakerKey = (Arc<str>, Channel, String);
 
 #[derive(Clone)]
 struct Speaking {
@@ -112,7 +120,7 @@ pub struct Core {
     nlu: Nlu,
     tenants: HashMap<String, TenantRuntime>,
     tenant_order: Vec<String>,
-    speakers: Mutex<HashMap<(Arc<str>, Channel, String), Speaking>>,
+    speakers: Mutex<HashMap<SpeakerKey, Speaking>>,
     pub metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
 }
@@ -136,9 +144,15 @@ impl Pending {
     pub async fn wait(self) -> Result<Outcome, ConversationError> {
         match self.state {
             PendingState::Ready(r) => r,
-            PendingState::Committing { rx, replies, metrics } => match rx.await {
+            PendingState::Committing {
+                rx,
+                replies,
+                metrics,
+            } => match rx.await {
                 Ok(Ok(_)) => {
-                    metrics.messages_out.fetch_add(replies.len() as u64, Relaxed);
+                    metrics
+                        .messages_out
+                        .fetch_add(replies.len() as u64, Relaxed);
                     Ok(Outcome::Replies(replies))
                 }
                 Ok(Err(e)) => {
@@ -157,7 +171,10 @@ fn unavailable(e: StoreError) -> ConversationError {
 
 impl Core {
     /// Builds the core on an open, migrated store and starts its group-commit writer.
-    pub async fn start(config: Arc<Config>, store: Store) -> Result<(Arc<Core>, tokio::task::JoinHandle<()>), StoreError> {
+    pub async fn start(
+        config: Arc<Config>,
+        store: Store,
+    ) -> Result<(Arc<Core>, tokio::task::JoinHandle<()>), StoreError> {
         let tenants: HashMap<String, TenantRuntime> = config
             .tenants
             .iter()
@@ -203,11 +220,23 @@ impl Core {
                 .ok_or_else(|| unknown(what))
         };
         match hint {
-            TenantHint::Id(id) => self.tenants.get(id).ok_or_else(|| unknown(format!("tenant `{id}`"))),
+            TenantHint::Id(id) => self
+                .tenants
+                .get(id)
+                .ok_or_else(|| unknown(format!("tenant `{id}`"))),
             TenantHint::Default => Ok(&self.tenants[&self.tenant_order[0]]),
-            TenantHint::SlackTeam(team) => find(&|t| t.slack_team_ids.contains(team), format!("Slack team {team}")),
-            TenantHint::TeamsTenant(id) => find(&|t| t.teams_tenant_ids.contains(id), format!("Teams tenant {id}")),
-            TenantHint::DiscordGuild(g) => find(&|t| t.discord_guild_ids.contains(g), format!("Discord guild {g}")),
+            TenantHint::SlackTeam(team) => find(
+                &|t| t.slack_team_ids.contains(team),
+                format!("Slack team {team}"),
+            ),
+            TenantHint::TeamsTenant(id) => find(
+                &|t| t.teams_tenant_ids.contains(id),
+                format!("Teams tenant {id}"),
+            ),
+            TenantHint::DiscordGuild(g) => find(
+                &|t| t.discord_guild_ids.contains(g),
+                format!("Discord guild {g}"),
+            ),
             TenantHint::Portal(p) => {
                 let portal = self
                     .config
@@ -226,7 +255,10 @@ impl Core {
     pub fn cli_tenant(&self, flag: Option<&str>) -> Result<&TenantRuntime, String> {
         match flag {
             Some(id) => self.tenants.get(id).ok_or_else(|| {
-                format!("no tenant `{id}` (configured: {})", self.tenant_order.join(", "))
+                format!(
+                    "no tenant `{id}` (configured: {})",
+                    self.tenant_order.join(", ")
+                )
             }),
             None if self.tenant_order.len() == 1 => Ok(&self.tenants[&self.tenant_order[0]]),
             None => Err(format!(
@@ -318,7 +350,11 @@ impl Core {
             });
             replies.push(reply);
         }
-        let rx = self.writer.enqueue(rows, false).await.map_err(unavailable)?;
+        let rx = self
+            .writer
+            .enqueue(rows, false)
+            .await
+            .map_err(unavailable)?;
         Ok(Pending {
             state: PendingState::Committing {
                 rx,
@@ -329,11 +365,24 @@ impl Core {
     }
 
     /// Who is speaking and in which session, from memory when it is fresh.
-    async fn speaking(&self, tenant: &TenantRuntime, tenant_id: &Arc<str>, msg: &Inbound) -> Result<Speaking, StoreError> {
+    async fn speaking(
+        &self,
+        tenant: &TenantRuntime,
+        tenant_id: &Arc<str>,
+        msg: &Inbound,
+    ) -> Result<Speaking, StoreError> {
         let now = self.clock.now_micros();
         let idle = self.config.idle_timeout().as_micros() as i64;
-        let email = msg.speaker.verified_email.as_deref().and_then(normalise_email);
-        let key = (tenant_id.clone(), msg.channel, msg.speaker.external_id.clone());
+        let email = msg
+            .speaker
+            .verified_email
+            .as_deref()
+            .and_then(normalise_email);
+        let key = (
+            tenant_id.clone(),
+            msg.channel,
+            msg.speaker.external_id.clone(),
+        );
         {
             let mut cache = self.speakers.lock().expect("speaker cache");
             if let Some(s) = cache.get_mut(&key) {
@@ -345,7 +394,12 @@ impl Core {
                 if same_person
                     && now - s.checked_at <= SPEAKER_CACHE_TTL_MICROS
                     && now - s.last_at <= idle
-                    && s.auth_method == if email.is_some() { msg.speaker.auth_method } else { s.auth_method }
+                    && s.auth_method
+                        == if email.is_some() {
+                            msg.speaker.auth_method
+                        } else {
+                            s.auth_method
+                        }
                 {
                     s.last_at = now;
                     return Ok(s.clone());
@@ -376,7 +430,9 @@ impl Core {
                 seed.as_ref(),
             )
             .await?;
-        let login_id = email.clone().unwrap_or_else(|| msg.speaker.external_id.clone());
+        let login_id = email
+            .clone()
+            .unwrap_or_else(|| msg.speaker.external_id.clone());
         let login_id = if msg.channel == Channel::Console || msg.channel == Channel::Portal {
             login_id
         } else {
@@ -409,7 +465,10 @@ impl Core {
             last_at: now,
             checked_at: now,
         };
-        self.speakers.lock().expect("speaker cache").insert(key, s.clone());
+        self.speakers
+            .lock()
+            .expect("speaker cache")
+            .insert(key, s.clone());
         Ok(s)
     }
 
@@ -448,7 +507,9 @@ impl Core {
             "smalltalk" => "I'm Koji, a help desk assistant. What can I help you with?".to_string(),
             _ if speaking.person.is_none() => {
                 let hint = match msg.channel {
-                    Channel::Console => "Start the chat with `koji chat --as EMAIL` so I know who you are.",
+                    Channel::Console => {
+                        "Start the chat with `koji chat --as EMAIL` so I know who you are."
+                    }
                     _ => "Please sign in so I can help you.",
                 };
                 return vec![(
@@ -472,7 +533,12 @@ impl Core {
         vec![(Reply::text(text), Vec::new())]
     }
 
-    async fn chat_command(&self, tenant: &TenantRuntime, speaking: &Speaking, words: &str) -> (Reply, Vec<String>) {
+    async fn chat_command(
+        &self,
+        tenant: &TenantRuntime,
+        speaking: &Speaking,
+        words: &str,
+    ) -> (Reply, Vec<String>) {
         let actor = match &speaking.person {
             None => Actor::Anonymous,
             Some(p) => match self.store.roles_of(p.id).await {
@@ -482,7 +548,12 @@ impl Core {
                 },
                 Err(e) => {
                     tracing::warn!(error = %e, "roles unavailable");
-                    return (private("Sorry, I can't check your permissions right now. Please try again."), vec![]);
+                    return (
+                        private(
+                            "Sorry, I can't check your permissions right now. Please try again.",
+                        ),
+                        vec![],
+                    );
                 }
             },
         };
@@ -521,11 +592,19 @@ impl Core {
                 (reply, vec![format!("command.{word}")])
             }
             CommandOutput::Text(t) => (private(t), vec![format!("command.{word}")]),
-            CommandOutput::Refused(t) | CommandOutput::Usage(t) | CommandOutput::NotFound(t) => (private(t), vec![]),
+            CommandOutput::Refused(t) | CommandOutput::Usage(t) | CommandOutput::NotFound(t) => {
+                (private(t), vec![])
+            }
         }
     }
 
-    fn require(&self, tenant: &TenantRuntime, actor: &Actor, perm: Permission, what: &str) -> Option<CommandOutput> {
+    fn require(
+        &self,
+        tenant: &TenantRuntime,
+        actor: &Actor,
+        perm: Permission,
+        what: &str,
+    ) -> Option<CommandOutput> {
         let ok = match actor {
             Actor::Operator => true,
             Actor::Anonymous => false,
@@ -545,7 +624,12 @@ impl Core {
     }
 
     /// Runs an admin command for `actor`, checking permissions. Shared by chat and the CLI.
-    pub async fn run_command(&self, tenant: &TenantRuntime, actor: &Actor, cmd: Command) -> CommandOutput {
+    pub async fn run_command(
+        &self,
+        tenant: &TenantRuntime,
+        actor: &Actor,
+        cmd: Command,
+    ) -> CommandOutput {
         match self.try_command(tenant, actor, cmd).await {
             Ok(out) => out,
             Err(e) => {
@@ -555,14 +639,24 @@ impl Core {
         }
     }
 
-    async fn try_command(&self, tenant: &TenantRuntime, actor: &Actor, cmd: Command) -> Result<CommandOutput, StoreError> {
+    async fn try_command(
+        &self,
+        tenant: &TenantRuntime,
+        actor: &Actor,
+        cmd: Command,
+    ) -> Result<CommandOutput, StoreError> {
         let word = cmd.word();
         let tid = tenant.config.id.as_str();
         let now = self.clock.now_micros();
-        let since_of = |d: Option<crate::config::HumanDuration>| now - d.map(|d| d.0).unwrap_or(DEFAULT_SINCE).as_micros() as i64;
+        let since_of = |d: Option<crate::config::HumanDuration>| {
+            now - d.map(|d| d.0).unwrap_or(DEFAULT_SINCE).as_micros() as i64
+        };
         match cmd {
             Command::Help => Ok(CommandOutput::Text(commands::help_text())),
-            Command::Sessions { .. } | Command::Users { .. } | Command::User { .. } | Command::Visitors { .. } => {
+            Command::Sessions { .. }
+            | Command::Users { .. }
+            | Command::User { .. }
+            | Command::Visitors { .. } => {
                 if let Some(refusal) = self.require(tenant, actor, Permission::ReportsRead, word) {
                     return Ok(refusal);
                 }
@@ -573,29 +667,79 @@ impl Core {
                     Command::Sessions { channel, format } => {
                         let rows = self
                             .store
-                            .active_sessions(tid, channel.map(|c| c.as_str()), self.config.idle_timeout())
+                            .active_sessions(
+                                tid,
+                                channel.map(|c| c.as_str()),
+                                self.config.idle_timeout(),
+                            )
                             .await?;
-                        (self.report(tid, now, None, rows.len() as u64, ReportBody::Sessions(rows)), format)
+                        (
+                            self.report(
+                                tid,
+                                now,
+                                None,
+                                rows.len() as u64,
+                                ReportBody::Sessions(rows),
+                            ),
+                            format,
+                        )
                     }
-                    Command::Users { since, channel, top, format } => {
+                    Command::Users {
+                        since,
+                        channel,
+                        top,
+                        format,
+                    } => {
                         let since = since_of(since);
                         let (total, rows) = self
                             .store
                             .users_report(tid, since, channel.map(|c| c.as_str()), top)
                             .await?;
-                        (self.report(tid, now, Some(since), total, ReportBody::Users(rows)), format)
+                        (
+                            self.report(tid, now, Some(since), total, ReportBody::Users(rows)),
+                            format,
+                        )
                     }
-                    Command::Visitors { since, channel, format } => {
+                    Command::Visitors {
+                        since,
+                        channel,
+                        format,
+                    } => {
                         let since = since_of(since);
-                        let rows = self.store.visitors_report(tid, since, channel.map(|c| c.as_str())).await?;
-                        (self.report(tid, now, Some(since), rows.len() as u64, ReportBody::Visitors(rows)), format)
+                        let rows = self
+                            .store
+                            .visitors_report(tid, since, channel.map(|c| c.as_str()))
+                            .await?;
+                        (
+                            self.report(
+                                tid,
+                                now,
+                                Some(since),
+                                rows.len() as u64,
+                                ReportBody::Visitors(rows),
+                            ),
+                            format,
+                        )
                     }
-                    Command::User { who, history, format } => {
+                    Command::User {
+                        who,
+                        history,
+                        format,
+                    } => {
                         let Some(person) = self.store.find_person(tid, &who).await? else {
-                            return Ok(CommandOutput::NotFound(format!("No one in {} matches `{who}`.", tenant.name)));
+                            return Ok(CommandOutput::NotFound(format!(
+                                "No one in {} matches `{who}`.",
+                                tenant.name
+                            )));
                         };
-                        let detail = self.store.user_detail(&person, history.unwrap_or(DEFAULT_HISTORY)).await?;
-                        (self.report(tid, now, None, 1, ReportBody::User(Box::new(detail))), format)
+                        let detail = self
+                            .store
+                            .user_detail(&person, history.unwrap_or(DEFAULT_HISTORY))
+                            .await?;
+                        (
+                            self.report(tid, now, None, 1, ReportBody::User(Box::new(detail))),
+                            format,
+                        )
                     }
                     _ => unreachable!("report commands only"),
                 };
@@ -622,12 +766,18 @@ impl Core {
                     }
                     Some(who) => {
                         let Some(person) = self.store.find_person(tid, &who).await? else {
-                            return Ok(CommandOutput::NotFound(format!("No one in {} matches `{who}`.", tenant.name)));
+                            return Ok(CommandOutput::NotFound(format!(
+                                "No one in {} matches `{who}`.",
+                                tenant.name
+                            )));
                         };
                         let roles = self.store.roles_of(person.id).await?;
                         Ok(CommandOutput::Text(format!(
                             "{} has: {}",
-                            person.email.clone().unwrap_or_else(|| format!("#{}", person.id)),
+                            person
+                                .email
+                                .clone()
+                                .unwrap_or_else(|| format!("#{}", person.id)),
                             roles.join(", ")
                         )))
                     }
@@ -640,7 +790,14 @@ impl Core {
         }
     }
 
-    fn report(&self, tenant: &str, now: i64, since: Option<i64>, total: u64, body: ReportBody) -> Report {
+    fn report(
+        &self,
+        tenant: &str,
+        now: i64,
+        since: Option<i64>,
+        total: u64,
+        body: ReportBody,
+    ) -> Report {
         Report {
             tenant: tenant.to_string(),
             generated_at: now,
@@ -652,7 +809,9 @@ impl Core {
 
     /// Ends idle sessions in the database; `koji serve` calls it every minute.
     pub async fn sweep_idle_sessions(&self) -> Result<u64, StoreError> {
-        self.store.expire_idle_sessions(self.config.idle_timeout()).await
+        self.store
+            .expire_idle_sessions(self.config.idle_timeout())
+            .await
     }
 
     pub fn idle_timeout(&self) -> Duration {

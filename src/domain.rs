@@ -120,7 +120,8 @@ mod tests {
 
     #[test]
     fn emails() {
-        let check = |s: &str, want: Option<&str>| assert_eq!(normalise_email(s).as_deref(), want, "{s}");
+        let check =
+            |s: &str, want: Option<&str>| assert_eq!(normalise_email(s).as_deref(), want, "{s}");
         check("Alice@Acme.Test", Some("alice@acme.test"));
         check(" bob.smith+x@example.org ", Some("bob.smith+x@example.org"));
         check("nobody", None);

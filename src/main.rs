@@ -13,7 +13,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "koji", version, about = "Koji: a self-hosted help-desk chat assistant")]
+#[command(
+    name = "koji",
+    version,
+    about = "Koji: a self-hosted help-desk chat assistant"
+)]
 struct Cli {
     /// Configuration file (TOML); also KOJI_CONFIG. Without one, Koji runs on embedded defaults.
     #[arg(long, global = true, value_name = "FILE")]
@@ -76,8 +80,33 @@ struct Words {
     words: Vec<String>,
 }
 
+/// `--config FILE` and `--tenant ID` may stand anywhere on the command line, also among a
+/// report's own flags, which clap would otherwise take as report words: move them first.
+fn hoist_global_flags(args: Vec<String>) -> Vec<String> {
+    let mut globals = Vec::new();
+    let mut rest = Vec::new();
+    let mut it = args.into_iter();
+    if let Some(program) = it.next() {
+        rest.push(program);
+    }
+    while let Some(a) = it.next() {
+        if a == "--config" || a == "--tenant" {
+            globals.push(a);
+            if let Some(v) = it.next() {
+                globals.push(v);
+            }
+        } else if a.starts_with("--config=") || a.starts_with("--tenant=") {
+            globals.push(a);
+        } else {
+            rest.push(a);
+        }
+    }
+    rest.splice(1..1, globals);
+    rest
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(hoist_global_flags(std::env::args().collect()));
     let serve = matches!(cli.command, Cmd::Serve);
     init_tracing(serve);
     let config = match Config::load(&Sources::from_process(cli.config.clone())) {
@@ -87,7 +116,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("koji: cannot start the runtime: {e}");
@@ -131,15 +163,21 @@ async fn run(cli: Cli, config: Config) -> ExitCode {
                 return ExitCode::from(2);
             };
             if !["sessions", "users", "user", "visitors"].contains(&name.as_str()) {
-                eprintln!("koji: unknown report `{name}` (reports: sessions, users, user WHO, visitors)");
+                eprintln!(
+                    "koji: unknown report `{name}` (reports: sessions, users, user WHO, visitors)"
+                );
                 return ExitCode::from(2);
             }
             command(config, cli.tenant, w.words).await
         }
         Cmd::Roles(w) => command(config, cli.tenant, prefixed("roles", w.words)).await,
         Cmd::Audit(w) => command(config, cli.tenant, prefixed("audit", w.words)).await,
-        Cmd::Grant { who, role } => command(config, cli.tenant, vec!["grant".into(), who, role]).await,
-        Cmd::Revoke { who, role } => command(config, cli.tenant, vec!["revoke".into(), who, role]).await,
+        Cmd::Grant { who, role } => {
+            command(config, cli.tenant, vec!["grant".into(), who, role]).await
+        }
+        Cmd::Revoke { who, role } => {
+            command(config, cli.tenant, vec!["revoke".into(), who, role]).await
+        }
         Cmd::Export { who } => command(config, cli.tenant, vec!["export".into(), who]).await,
         Cmd::Forget { who } => command(config, cli.tenant, vec!["forget".into(), who]).await,
         Cmd::Users {
@@ -209,7 +247,15 @@ async fn chat(config: Config, tenant: Option<String>, as_email: Option<String>) 
     };
     let interactive = std::io::stdin().is_terminal();
     let input = tokio::io::BufReader::with_capacity(64 * 1024, tokio::io::stdin());
-    let result = koji::console::run(core.clone(), hint, speaker, input, tokio::io::stdout(), interactive).await;
+    let result = koji::console::run(
+        core.clone(),
+        hint,
+        speaker,
+        input,
+        tokio::io::stdout(),
+        interactive,
+    )
+    .await;
     stop(core, writer).await;
     match result {
         Ok(s) if s.failed == 0 => ExitCode::SUCCESS,

@@ -35,8 +35,16 @@ impl Metrics {
         let mut counter = |name: &str, help: &str, v: u64| {
             let _ = writeln!(s, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
         };
-        counter("koji_messages_recorded_total", "Inbound messages recorded.", self.messages_in.load(Relaxed));
-        counter("koji_replies_total", "Replies recorded and delivered.", self.messages_out.load(Relaxed));
+        counter(
+            "koji_messages_recorded_total",
+            "Inbound messages recorded.",
+            self.messages_in.load(Relaxed),
+        );
+        counter(
+            "koji_replies_total",
+            "Replies recorded and delivered.",
+            self.messages_out.load(Relaxed),
+        );
         counter(
             "koji_duplicates_total",
             "Platform retries recognised and not answered again.",
@@ -47,7 +55,11 @@ impl Metrics {
             "Messages that could not be recorded (the channel was asked to retry).",
             self.failures.load(Relaxed),
         );
-        counter("koji_sessions_started_total", "Sessions started.", self.sessions_started.load(Relaxed));
+        counter(
+            "koji_sessions_started_total",
+            "Sessions started.",
+            self.sessions_started.load(Relaxed),
+        );
         let _ = writeln!(
             s,
             "# HELP koji_report_duration_seconds Time to build a report.\n# TYPE koji_report_duration_seconds histogram"
@@ -61,7 +73,10 @@ impl Metrics {
             );
         }
         let count = self.report_count.load(Relaxed);
-        let _ = writeln!(s, "koji_report_duration_seconds_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            s,
+            "koji_report_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
         let _ = writeln!(
             s,
             "koji_report_duration_seconds_sum {}",

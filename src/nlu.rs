@@ -229,7 +229,10 @@ impl Nlu {
         }
         for (name, re) in &self.extra {
             for c in re.captures_iter(text) {
-                let v = c.get(1).or_else(|| c.get(0)).map(|m| m.as_str().to_string());
+                let v = c
+                    .get(1)
+                    .or_else(|| c.get(0))
+                    .map(|m| m.as_str().to_string());
                 if let Some(v) = v {
                     push(name, v);
                 }
@@ -303,7 +306,11 @@ mod tests {
         let t = Terms::new(&[]);
         let check = |text: &str, intent: &str, specific: bool| {
             let u = n.understand(text, &t);
-            assert_eq!((u.intent.as_str(), u.specific), (intent, specific), "{text:?}");
+            assert_eq!(
+                (u.intent.as_str(), u.specific),
+                (intent, specific),
+                "{text:?}"
+            );
         };
         check("hello", "greeting", false);
         check("Hi there!", "greeting", false);
@@ -319,7 +326,11 @@ mod tests {
         check("ok", "smalltalk", false);
         check("   ", "smalltalk", false);
         check("hello, how do I reset my password?", "question", true);
-        check("How do I connect to the VPN? error 0x800F081F", "question", true);
+        check(
+            "How do I connect to the VPN? error 0x800F081F",
+            "question",
+            true,
+        );
         check("thanks but it still fails", "question", true);
         check("/koji users --top 5", "command", true);
         check("/KOJI help", "command", true);
@@ -348,17 +359,29 @@ mod tests {
             "How do I connect to the VPN? error 0x800F081F",
             &[("error_code", "0x800F081F"), ("term", "VPN")],
         );
-        check("mail Bob.Smith@Example.org please", &[("email", "bob.smith@example.org")]);
+        check(
+            "mail Bob.Smith@Example.org please",
+            &[("email", "bob.smith@example.org")],
+        );
         check(
             "see https://acme.test/kb/12?x=1.",
             &[("url", "https://acme.test/kb/12?x=1")],
         );
         check("ping 10.0.0.254 fails", &[("ip", "10.0.0.254")]);
         check("ping 999.1.1.1", &[]);
-        check("status of REQ-12 and ITSM-4", &[("issue_key", "REQ-12"), ("issue_key", "ITSM-4")]);
+        check(
+            "status of REQ-12 and ITSM-4",
+            &[("issue_key", "REQ-12"), ("issue_key", "ITSM-4")],
+        );
         check("installer error 1603", &[("error_code", "1603")]);
-        check("outlook and vpn and wi-fi", &[("term", "Outlook"), ("term", "VPN"), ("term", "Wi-Fi")]);
-        check("my asset AT-12345 broke", &[("issue_key", "AT-12345"), ("asset_tag", "12345")]);
+        check(
+            "outlook and vpn and wi-fi",
+            &[("term", "Outlook"), ("term", "VPN"), ("term", "Wi-Fi")],
+        );
+        check(
+            "my asset AT-12345 broke",
+            &[("issue_key", "AT-12345"), ("asset_tag", "12345")],
+        );
         check("nothing here", &[]);
         check("VPN VPN vpn", &[("term", "VPN")]);
     }

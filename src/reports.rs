@@ -164,7 +164,16 @@ impl Report {
         let t = |m: i64| rfc3339(m);
         match &self.body {
             ReportBody::Sessions(rows) => (
-                vec!["person", "session_id", "channel", "auth_method", "login_id", "ip", "started_at", "last_interaction_at"],
+                vec![
+                    "person",
+                    "session_id",
+                    "channel",
+                    "auth_method",
+                    "login_id",
+                    "ip",
+                    "started_at",
+                    "last_interaction_at",
+                ],
                 rows.iter()
                     .map(|s| {
                         vec![
@@ -182,7 +191,14 @@ impl Report {
             ),
             ReportBody::Users(rows) => (
                 vec![
-                    "person", "messages", "messages_in", "messages_out", "actions", "sessions", "channels", "first_seen",
+                    "person",
+                    "messages",
+                    "messages_in",
+                    "messages_out",
+                    "actions",
+                    "sessions",
+                    "channels",
+                    "first_seen",
                     "last_seen",
                 ],
                 rows.iter()
@@ -202,7 +218,14 @@ impl Report {
                     .collect(),
             ),
             ReportBody::Visitors(rows) => (
-                vec!["person", "sessions", "messages_in", "channels", "first_seen", "last_seen"],
+                vec![
+                    "person",
+                    "sessions",
+                    "messages_in",
+                    "channels",
+                    "first_seen",
+                    "last_seen",
+                ],
                 rows.iter()
                     .map(|r| {
                         vec![
@@ -240,7 +263,9 @@ impl Report {
         let person_cols = ["person_id", "person_name", "person_email", "person_kind"];
         let people: Vec<Option<&PersonRef>> = match &self.body {
             ReportBody::Sessions(r) => r.iter().map(|s| s.person.as_ref()).collect(),
-            ReportBody::Users(r) | ReportBody::Visitors(r) => r.iter().map(|a| Some(&a.person)).collect(),
+            ReportBody::Users(r) | ReportBody::Visitors(r) => {
+                r.iter().map(|a| Some(&a.person)).collect()
+            }
             ReportBody::User(u) => u.history.iter().map(|_| Some(&u.person)).collect(),
         };
         if cols[0] == "person" {
@@ -279,7 +304,9 @@ impl Report {
         match &self.body {
             ReportBody::Sessions(_) => format!("Active sessions — {}", self.tenant),
             ReportBody::Users(_) => format!("Users — {}{period}", self.tenant),
-            ReportBody::Visitors(_) => format!("Visitors (no help given) — {}{period}", self.tenant),
+            ReportBody::Visitors(_) => {
+                format!("Visitors (no help given) — {}{period}", self.tenant)
+            }
             ReportBody::User(u) => format!("User {}", person_label(Some(&u.person))),
         }
     }
@@ -305,7 +332,14 @@ impl Report {
                         u.person.kind.as_str(),
                         u.person.id
                     ),
-                    format!("roles: {}", if u.roles.is_empty() { "(none)".into() } else { u.roles.join(", ") }),
+                    format!(
+                        "roles: {}",
+                        if u.roles.is_empty() {
+                            "(none)".into()
+                        } else {
+                            u.roles.join(", ")
+                        }
+                    ),
                     format!("since: {}", rfc3339(u.created_at)),
                 ];
                 if !u.identities.is_empty() {
@@ -380,7 +414,11 @@ pub fn table_text(t: &Table) -> String {
             s
         }
     };
-    let cells: Vec<Vec<String>> = t.rows.iter().map(|r| r.iter().map(|c| clip(c)).collect()).collect();
+    let cells: Vec<Vec<String>> = t
+        .rows
+        .iter()
+        .map(|r| r.iter().map(|c| clip(c)).collect())
+        .collect();
     let mut widths: Vec<usize> = t.columns.iter().map(|c| c.chars().count()).collect();
     for r in &cells {
         for (i, c) in r.iter().enumerate() {
@@ -439,10 +477,16 @@ mod tests {
             title: "T".into(),
             summary: vec!["2 rows".into()],
             columns: vec!["a".into(), "bb".into()],
-            rows: vec![vec!["x".into(), "1".into()], vec!["longer".into(), "2".into()]],
+            rows: vec![
+                vec!["x".into(), "1".into()],
+                vec!["longer".into(), "2".into()],
+            ],
             more: 3,
         };
         let s = table_text(&t);
-        assert_eq!(s, "T\n2 rows\nA       BB\nx       1\nlonger  2\n… and 3 more\n");
+        assert_eq!(
+            s,
+            "T\n2 rows\nA       BB\nx       1\nlonger  2\n… and 3 more\n"
+        );
     }
 }

@@ -24,9 +24,16 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
-    let active = core.store.count_active_sessions(core.idle_timeout()).await.ok();
+    let active = core
+        .store
+        .count_active_sessions(core.idle_timeout())
+        .await
+        .ok();
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         core.metrics.render(active),
     )
 }

@@ -7,8 +7,17 @@ use koji_channel::{Attachment, Channel, ConversationError, Outcome};
 
 async fn every_exchange_is_recorded_and_shows_in_the_reports(db: &TestDb) {
     let k = Running::start(db).await;
-    assert!(k.say_text("alice@acme.test", "hello").await.contains("Hello"));
-    let r = k.say_text("alice@acme.test", "How do I connect to the VPN? error 0x800F081F").await;
+    assert!(
+        k.say_text("alice@acme.test", "hello")
+            .await
+            .contains("Hello")
+    );
+    let r = k
+        .say_text(
+            "alice@acme.test",
+            "How do I connect to the VPN? error 0x800F081F",
+        )
+        .await;
     assert!(!r.is_empty());
     k.say_text("alice@acme.test", "thanks").await;
 
@@ -36,7 +45,11 @@ async fn every_exchange_is_recorded_and_shows_in_the_reports(db: &TestDb) {
     assert_eq!(history[3]["intent"], "question");
     assert_eq!(user["user"]["history"], user["history"]);
     let interests = user["interests"].as_array().expect("interests");
-    let has = |kind: &str, value: &str| interests.iter().any(|i| i["type"] == kind && i["value"] == value && i["count"] == 1);
+    let has = |kind: &str, value: &str| {
+        interests
+            .iter()
+            .any(|i| i["type"] == kind && i["value"] == value && i["count"] == 1)
+    };
     assert!(has("term", "VPN"), "{interests:?}");
     assert!(has("error_code", "0x800F081F"), "{interests:?}");
     assert_eq!(user["roles"], serde_json::json!(["customer"]));
@@ -51,35 +64,71 @@ async fn people_who_only_made_small_talk_are_visitors(db: &TestDb) {
         k.say("bob@example.org", t).await;
     }
     k.say("alice@acme.test", "hello").await;
-    k.say("alice@acme.test", "my Outlook crashes on start").await;
+    k.say("alice@acme.test", "my Outlook crashes on start")
+        .await;
     let v = k.report_json("visitors").await;
     assert_eq!(v["total"], 1);
     let bob = row_of(&v, "bob@example.org").expect("bob is a visitor");
     assert_eq!(bob["messages_in"], 3);
     assert_eq!(bob["sessions"], 1);
     assert_eq!(bob["person"]["kind"], "customer");
-    assert!(row_of(&v, "alice@acme.test").is_none(), "alice asked something");
+    assert!(
+        row_of(&v, "alice@acme.test").is_none(),
+        "alice asked something"
+    );
     k.stop().await;
 }
 
 async fn a_replayed_platform_message_is_recorded_and_answered_once(db: &TestDb) {
     let k = Running::start(db).await;
-    let m = || platform(Channel::Slack, "U1", Some("carol@acme.test"), "Ev123", "where is my laptop?");
+    let m = || {
+        platform(
+            Channel::Slack,
+            "U1",
+            Some("carol@acme.test"),
+            "Ev123",
+            "where is my laptop?",
+        )
+    };
     assert!(matches!(k.core.handle(m()).await.unwrap(), Outcome::Replies(r) if r.len() == 1));
     assert_eq!(k.core.handle(m()).await.unwrap(), Outcome::Duplicate);
 
     // Concurrent deliveries of another id: exactly one is answered.
-    let other = || platform(Channel::Slack, "U1", Some("carol@acme.test"), "Ev124", "and my monitor?");
-    let (a, b, c) = tokio::join!(k.core.handle(other()), k.core.handle(other()), k.core.handle(other()));
-    let answered = [a, b, c].into_iter().filter(|o| matches!(o, Ok(Outcome::Replies(_)))).count();
+    let other = || {
+        platform(
+            Channel::Slack,
+            "U1",
+            Some("carol@acme.test"),
+            "Ev124",
+            "and my monitor?",
+        )
+    };
+    let (a, b, c) = tokio::join!(
+        k.core.handle(other()),
+        k.core.handle(other()),
+        k.core.handle(other())
+    );
+    let answered = [a, b, c]
+        .into_iter()
+        .filter(|o| matches!(o, Ok(Outcome::Replies(_))))
+        .count();
     assert_eq!(answered, 1);
 
     // A second replica on the same database recognises the retry too.
     let replica = Running::start_on(db, "", k.clock.clone()).await;
     assert_eq!(replica.core.handle(m()).await.unwrap(), Outcome::Duplicate);
     // The same id on another channel is another message.
-    let teams = platform(Channel::Teams, "29:x", Some("carol@acme.test"), "Ev123", "hello from teams");
-    assert!(matches!(replica.core.handle(teams).await.unwrap(), Outcome::Replies(_)));
+    let teams = platform(
+        Channel::Teams,
+        "29:x",
+        Some("carol@acme.test"),
+        "Ev123",
+        "hello from teams",
+    );
+    assert!(matches!(
+        replica.core.handle(teams).await.unwrap(),
+        Outcome::Replies(_)
+    ));
 
     let users = k.report_json("users").await;
     let carol = row_of(&users, "carol@acme.test").unwrap();
@@ -102,7 +151,11 @@ async fn sessions_end_after_the_idle_timeout(db: &TestDb) {
     assert_eq!(rows(&s)[0]["person"]["email"], "dave@example.org");
 
     k.advance_minutes(31);
-    assert_eq!(k.report_json("sessions").await["total"], 0, "idle sessions are not active");
+    assert_eq!(
+        k.report_json("sessions").await["total"],
+        0,
+        "idle sessions are not active"
+    );
     k.say("dave@example.org", "back again").await;
     let s = k.report_json("sessions").await;
     assert_eq!(s["total"], 1);
@@ -122,8 +175,15 @@ async fn reports_in_chat_need_the_reports_permission(db: &TestDb) {
     let refused = k.say("erin@example.org", "/koji users").await;
     assert_eq!(refused.len(), 1);
     assert!(refused[0].private);
-    assert!(refused[0].text.contains("permission"), "{}", refused[0].text);
-    assert!(!refused[0].text.contains("erin@example.org"), "no report data leaks");
+    assert!(
+        refused[0].text.contains("permission"),
+        "{}",
+        refused[0].text
+    );
+    assert!(
+        !refused[0].text.contains("erin@example.org"),
+        "no report data leaks"
+    );
     assert!(refused[0].attachments.is_empty());
 
     // admin@acme.test is a bootstrap admin of the demo tenant.
@@ -133,7 +193,11 @@ async fn reports_in_chat_need_the_reports_permission(db: &TestDb) {
 
     let json = k.say("admin@acme.test", "/koji users --format json").await;
     match &json[0].attachments[0] {
-        Attachment::Document { content, media_type, .. } => {
+        Attachment::Document {
+            content,
+            media_type,
+            ..
+        } => {
             assert_eq!(media_type, "application/json");
             let v: serde_json::Value = serde_json::from_str(content).unwrap();
             assert_eq!(v["report"], "users");
@@ -141,8 +205,13 @@ async fn reports_in_chat_need_the_reports_permission(db: &TestDb) {
         other => panic!("{other:?}"),
     }
 
-    let usage = k.say_text("admin@acme.test", "/koji users --since soon").await;
-    assert!(usage.contains("not a duration") && usage.contains("usage: /koji users"), "{usage}");
+    let usage = k
+        .say_text("admin@acme.test", "/koji users --since soon")
+        .await;
+    assert!(
+        usage.contains("not a duration") && usage.contains("usage: /koji users"),
+        "{usage}"
+    );
     let unknown = k.say_text("admin@acme.test", "/koji frobnicate").await;
     assert!(unknown.contains("unknown command"), "{unknown}");
     let help = k.say_text("erin@example.org", "/koji help").await;
@@ -151,23 +220,39 @@ async fn reports_in_chat_need_the_reports_permission(db: &TestDb) {
     // The refusal is recorded like any exchange.
     let erin = k.report_json("user erin@example.org").await;
     let history = erin["history"].as_array().unwrap();
-    assert!(history.iter().any(|h| h["text"] == "/koji users" && h["intent"] == "command"));
-    assert!(history.iter().any(|h| h["direction"] == "out" && h["text"].as_str().unwrap().contains("permission")));
+    assert!(
+        history
+            .iter()
+            .any(|h| h["text"] == "/koji users" && h["intent"] == "command")
+    );
+    assert!(
+        history
+            .iter()
+            .any(|h| h["direction"] == "out" && h["text"].as_str().unwrap().contains("permission"))
+    );
     k.stop().await;
 }
 
 async fn anonymous_speakers_are_offered_sign_in_and_refused_commands(db: &TestDb) {
     let k = Running::start(db).await;
     let m = |id: &str, text: &str| platform(Channel::Slack, "U999", None, id, text);
-    let Outcome::Replies(r) = k.core.handle(m("e1", "my VPN is broken")).await.unwrap() else { panic!() };
+    let Outcome::Replies(r) = k.core.handle(m("e1", "my VPN is broken")).await.unwrap() else {
+        panic!()
+    };
     assert!(r[0].text.contains("sign in"), "{}", r[0].text);
-    let Outcome::Replies(r) = k.core.handle(m("e2", "/koji sessions")).await.unwrap() else { panic!() };
+    let Outcome::Replies(r) = k.core.handle(m("e2", "/koji sessions")).await.unwrap() else {
+        panic!()
+    };
     assert!(r[0].text.contains("sign in"), "{}", r[0].text);
     let s = k.report_json("sessions").await;
     assert_eq!(rows(&s)[0]["person"], serde_json::Value::Null);
     assert_eq!(rows(&s)[0]["auth_method"], "anonymous");
     assert_eq!(rows(&s)[0]["login_id"], "U999");
-    assert_eq!(k.report_json("users").await["total"], 0, "anonymous identities are not people");
+    assert_eq!(
+        k.report_json("users").await["total"],
+        0,
+        "anonymous identities are not people"
+    );
     k.stop().await;
 }
 
@@ -183,16 +268,27 @@ async fn periods_count_only_what_happened_in_them(db: &TestDb) {
     // Today: frank only says hello; gina asks something.
     now.set(start);
     k.say("frank@example.org", "hello").await;
-    k.say("gina@example.org", "how do I reset my password?").await;
+    k.say("gina@example.org", "how do I reset my password?")
+        .await;
     k.say("gina@example.org", "it says error 1603").await;
 
     let week = k.report_json("users --since 7d").await;
     assert_eq!(week["total"], 2);
-    assert_eq!(row_of(&week, "frank@example.org").unwrap()["messages_in"], 1);
+    assert_eq!(
+        row_of(&week, "frank@example.org").unwrap()["messages_in"],
+        1
+    );
     assert_eq!(row_of(&week, "gina@example.org").unwrap()["messages_in"], 2);
-    assert_eq!(rows(&week)[0]["person"]["email"], "gina@example.org", "busiest first");
+    assert_eq!(
+        rows(&week)[0]["person"]["email"],
+        "gina@example.org",
+        "busiest first"
+    );
     let month = k.report_json("users --since 30d").await;
-    assert_eq!(row_of(&month, "frank@example.org").unwrap()["messages_in"], 3);
+    assert_eq!(
+        row_of(&month, "frank@example.org").unwrap()["messages_in"],
+        3
+    );
     assert_eq!(row_of(&month, "frank@example.org").unwrap()["sessions"], 2);
 
     // In the last week frank only made small talk: a visitor there, not over the month.
@@ -215,16 +311,30 @@ async fn periods_count_only_what_happened_in_them(db: &TestDb) {
 
 async fn top_n_lists_the_busiest_and_channels_filter(db: &TestDb) {
     let k = Running::start(db).await;
-    for (who, n) in [("a@example.org", 1), ("b@example.org", 4), ("c@example.org", 2), ("d@example.org", 3)] {
+    for (who, n) in [
+        ("a@example.org", 1),
+        ("b@example.org", 4),
+        ("c@example.org", 2),
+        ("d@example.org", 3),
+    ] {
         for i in 0..n {
             k.say(who, &format!("question number {i}")).await;
         }
     }
-    let slack = platform(Channel::Slack, "U7", Some("a@example.org"), "s1", "from slack");
+    let slack = platform(
+        Channel::Slack,
+        "U7",
+        Some("a@example.org"),
+        "s1",
+        "from slack",
+    );
     k.core.handle(slack).await.unwrap();
     let top = k.report_json("users --top 2").await;
     assert_eq!(top["total"], 4);
-    let emails: Vec<_> = rows(&top).iter().map(|r| r["person"]["email"].as_str().unwrap().to_string()).collect();
+    let emails: Vec<_> = rows(&top)
+        .iter()
+        .map(|r| r["person"]["email"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(emails, ["b@example.org", "d@example.org"]);
     let s = k.report_json("users --channel slack").await;
     assert_eq!(s["total"], 1);
@@ -239,42 +349,85 @@ async fn top_n_lists_the_busiest_and_channels_filter(db: &TestDb) {
 async fn people_are_found_by_email_id_identity_and_mention(db: &TestDb) {
     let k = Running::start(db).await;
     k.core
-        .handle(platform(Channel::Slack, "U0123", Some("ivy@example.org"), "m1", "hi"))
+        .handle(platform(
+            Channel::Slack,
+            "U0123",
+            Some("ivy@example.org"),
+            "m1",
+            "hi",
+        ))
         .await
         .unwrap();
     let tenant = "acme";
-    let by_email = k.core.store.find_person(tenant, "IVY@example.org").await.unwrap().expect("by email");
+    let by_email = k
+        .core
+        .store
+        .find_person(tenant, "IVY@example.org")
+        .await
+        .unwrap()
+        .expect("by email");
     let id = by_email.id.to_string();
     for who in [id.as_str(), "slack:U0123", "<@U0123>", "<@U0123|ivy>"] {
         let p = k.core.store.find_person(tenant, who).await.unwrap();
         assert_eq!(p.map(|p| p.id), Some(by_email.id), "{who}");
     }
-    for who in ["nobody@example.org", "slack:U9", "999999", "discord:U0123", "<@U9>", "just words"] {
-        assert!(k.core.store.find_person(tenant, who).await.unwrap().is_none(), "{who}");
+    for who in [
+        "nobody@example.org",
+        "slack:U9",
+        "999999",
+        "discord:U0123",
+        "<@U9>",
+        "just words",
+    ] {
+        assert!(
+            k.core
+                .store
+                .find_person(tenant, who)
+                .await
+                .unwrap()
+                .is_none(),
+            "{who}"
+        );
     }
     let tenant_rt = k.core.cli_tenant(None).unwrap();
     let cmd = koji::commands::parse("user nobody@example.org").unwrap();
-    let out = k.core.run_command(tenant_rt, &koji::conversation::Actor::Operator, cmd).await;
-    assert!(matches!(out, koji::conversation::CommandOutput::NotFound(_)), "{out:?}");
+    let out = k
+        .core
+        .run_command(tenant_rt, &koji::conversation::Actor::Operator, cmd)
+        .await;
+    assert!(
+        matches!(out, koji::conversation::CommandOutput::NotFound(_)),
+        "{out:?}"
+    );
     k.stop().await;
 }
 
 async fn nothing_is_visible_across_tenants(db: &TestDb) {
     let extra = "[[tenants]]\nid = \"one\"\nslack_team_ids = [\"T1\"]\n[[tenants]]\nid = \"two\"\nslack_team_ids = [\"T2\"]\n";
     let k = Running::start_with(db, extra).await;
-    let mut m = platform(Channel::Slack, "U1", Some("jo@example.org"), "x1", "my VPN fails");
+    let mut m = platform(
+        Channel::Slack,
+        "U1",
+        Some("jo@example.org"),
+        "x1",
+        "my VPN fails",
+    );
     m.tenant = koji_channel::TenantHint::SlackTeam("T1".into());
     k.core.handle(m).await.unwrap();
     let mut unknown = platform(Channel::Slack, "U1", Some("jo@example.org"), "x2", "hi");
     unknown.tenant = koji_channel::TenantHint::SlackTeam("T9".into());
-    assert!(matches!(k.core.handle(unknown).await, Err(ConversationError::UnknownTenant(_))));
+    assert!(matches!(
+        k.core.handle(unknown).await,
+        Err(ConversationError::UnknownTenant(_))
+    ));
 
     let run = |tenant: &'static str, words: &'static str| {
         let core = k.core.clone();
         async move {
             let t = core.tenant(tenant).unwrap();
             let cmd = koji::commands::parse(words).unwrap();
-            core.run_command(t, &koji::conversation::Actor::Operator, cmd).await
+            core.run_command(t, &koji::conversation::Actor::Operator, cmd)
+                .await
         }
     };
     let total = |out: koji::conversation::CommandOutput| match out {
@@ -284,8 +437,14 @@ async fn nothing_is_visible_across_tenants(db: &TestDb) {
     assert_eq!(total(run("one", "users").await), 1);
     assert_eq!(total(run("two", "users").await), 0);
     assert_eq!(total(run("two", "sessions").await), 0);
-    assert!(matches!(run("two", "user jo@example.org").await, koji::conversation::CommandOutput::NotFound(_)));
-    assert!(k.core.cli_tenant(None).is_err(), "several tenants: --tenant is needed");
+    assert!(matches!(
+        run("two", "user jo@example.org").await,
+        koji::conversation::CommandOutput::NotFound(_)
+    ));
+    assert!(
+        k.core.cli_tenant(None).is_err(),
+        "several tenants: --tenant is needed"
+    );
     k.stop().await;
 }
 
@@ -293,9 +452,15 @@ async fn a_database_outage_is_a_retryable_error_and_records_nothing(db: &TestDb)
     let k = Running::start(db).await;
     k.say("kim@example.org", "hello").await;
     k.core.store.close().await;
-    let r = k.core.handle(common::console("kim@example.org", "are you there?")).await;
+    let r = k
+        .core
+        .handle(common::console("kim@example.org", "are you there?"))
+        .await;
     assert!(matches!(r, Err(ConversationError::Unavailable(_))), "{r:?}");
-    let r = k.core.handle(common::console("lee@example.org", "hello")).await;
+    let r = k
+        .core
+        .handle(common::console("lee@example.org", "hello"))
+        .await;
     assert!(matches!(r, Err(ConversationError::Unavailable(_))), "{r:?}");
     k.stop().await;
     let again = Running::start(db).await;

@@ -83,8 +83,7 @@ static INSERT_MESSAGES: &str = "insert into messages (tenant_id, session_id, per
            cast(value ->> 8 as bigint), value ->> 9, value ->> 10, cast(value ->> 11 as bigint), cast(value ->> 12 as bigint), value ->> 13, cast(value ->> 14 as bigint)
     from {rows} where true";
 
-static CLAIM_SUFFIX: &str =
-    " on conflict (tenant_id, channel, platform_msg_id) do nothing returning platform_msg_id, channel, tenant_id";
+static CLAIM_SUFFIX: &str = " on conflict (tenant_id, channel, platform_msg_id) do nothing returning platform_msg_id, channel, tenant_id";
 
 static UPSERT_DAYS: &str = "insert into person_days (tenant_id, person_id, day, channel, messages_in, messages_out, specific_in, actions, help_actions)
     select value ->> 0, cast(value ->> 1 as bigint), cast(value ->> 2 as bigint), value ->> 3, cast(value ->> 4 as bigint), cast(value ->> 5 as bigint),
@@ -133,7 +132,9 @@ struct Statements {
 
 static STATEMENTS: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(|| Statements {
     insert: DialectSql::new(INSERT_MESSAGES),
-    claim: DialectSql::new(Box::leak(format!("{INSERT_MESSAGES}{CLAIM_SUFFIX}").into_boxed_str())),
+    claim: DialectSql::new(Box::leak(
+        format!("{INSERT_MESSAGES}{CLAIM_SUFFIX}").into_boxed_str(),
+    )),
     days: DialectSql::new(UPSERT_DAYS),
     stats: DialectSql::new(UPSERT_STATS),
     interests: DialectSql::new(UPSERT_INTERESTS),
@@ -152,7 +153,10 @@ impl BatchWriter {
     /// Records `rows` durably. With `claim`, the first row's platform message id is claimed
     /// first and a duplicate writes nothing.
     pub async fn write(&self, rows: Vec<MessageRow>, claim: bool) -> Result<WriteOutcome> {
-        self.enqueue(rows, claim).await?.await.map_err(|_| StoreError::Closed)?
+        self.enqueue(rows, claim)
+            .await?
+            .await
+            .map_err(|_| StoreError::Closed)?
     }
 
     /// Queues the write and returns at once; the receiver answers once it is committed.
@@ -172,7 +176,10 @@ impl BatchWriter {
     /// Returns once everything queued before it is committed.
     pub async fn flush(&self) -> Result<()> {
         let (done, rx) = oneshot::channel();
-        self.tx.send(Op::Flush(done)).await.map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Op::Flush(done))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)
     }
 }
@@ -206,7 +213,8 @@ type Pending = (Vec<MessageRow>, bool, oneshot::Sender<Result<WriteOutcome>>);
 /// Commits the batch; if the batch as a whole fails, each write is retried on its own so
 /// one bad write cannot sink the others.
 async fn commit_all(pool: &Pool, writes: Vec<Pending>) {
-    let items: Vec<(&[MessageRow], bool)> = writes.iter().map(|(r, c, _)| (r.as_slice(), *c)).collect();
+    let items: Vec<(&[MessageRow], bool)> =
+        writes.iter().map(|(r, c, _)| (r.as_slice(), *c)).collect();
     match commit_batch(pool, &items).await {
         Ok(outcomes) => {
             for ((_, _, done), o) in writes.into_iter().zip(outcomes) {
@@ -221,7 +229,9 @@ async fn commit_all(pool: &Pool, writes: Vec<Pending>) {
         Err(e) => {
             tracing::warn!(error = %e, writes = writes.len(), "group commit failed; retrying one by one");
             for (rows, claim, done) in writes {
-                let r = commit_batch(pool, &[(&rows, claim)]).await.map(|mut o| o.remove(0));
+                let r = commit_batch(pool, &[(&rows, claim)])
+                    .await
+                    .map(|mut o| o.remove(0));
                 if let Err(e) = &r {
                     tracing::warn!(error = %e, "exchange not recorded");
                 }

@@ -108,7 +108,8 @@ impl DialectSql {
     pub fn new(template: &'static str) -> DialectSql {
         let build = |d: &'static Dialect| -> Box<dyn Fn() -> &'static str + Send + Sync> {
             Box::new(move || {
-                let s: &'static str = Box::leak(template.replace("{rows}", d.json_rows).into_boxed_str());
+                let s: &'static str =
+                    Box::leak(template.replace("{rows}", d.json_rows).into_boxed_str());
                 s
             })
         };
@@ -527,7 +528,12 @@ impl Store {
     }
 
     /// Grants `role` to everyone in the tenant whose email is in `emails` (bootstrap admins).
-    pub async fn grant_by_email(&self, tenant_id: &str, emails: &[String], role: &str) -> Result<u64> {
+    pub async fn grant_by_email(
+        &self,
+        tenant_id: &str,
+        emails: &[String],
+        role: &str,
+    ) -> Result<u64> {
         let now = self.now();
         let mut n = 0;
         with_pool!(&self.pool, p, _d => {
@@ -606,7 +612,11 @@ impl Store {
         })
     }
 
-    pub async fn set_conversation_state(&self, identity_id: i64, state: Option<&str>) -> Result<()> {
+    pub async fn set_conversation_state(
+        &self,
+        identity_id: i64,
+        state: Option<&str>,
+    ) -> Result<()> {
         let now = self.now();
         with_pool!(&self.pool, p, _d => {
             match state {

@@ -100,8 +100,7 @@ struct StatRow {
     last_seen: i64,
 }
 
-const STAT_COLUMNS: &str =
-    "person_id, messages_in, messages_out, specific_in, actions, help_actions, sessions, first_seen, last_seen";
+const STAT_COLUMNS: &str = "person_id, messages_in, messages_out, specific_in, actions, help_actions, sessions, first_seen, last_seen";
 
 static PEOPLE_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
     DialectSql::new(
@@ -231,7 +230,9 @@ impl Store {
         let mut best: Vec<StatRow> = Vec::new();
         match top {
             None => {
-                let stats = self.stats_where(tenant_id, channel, since, "", None, 0).await?;
+                let stats = self
+                    .stats_where(tenant_id, channel, since, "", None, 0)
+                    .await?;
                 best = self.in_period(tenant_id, channel, since, stats).await?;
             }
             Some(n) => {
@@ -242,8 +243,10 @@ impl Store {
                         .stats_where(tenant_id, channel, since, "", Some(page), offset)
                         .await?;
                     let fetched = stats.len();
-                    let bounds: Vec<(PersonId, i64)> =
-                        stats.iter().map(|s| (s.person_id, s.activity.messages())).collect();
+                    let bounds: Vec<(PersonId, i64)> = stats
+                        .iter()
+                        .map(|s| (s.person_id, s.activity.messages()))
+                        .collect();
                     let exact = self.in_period(tenant_id, channel, since, stats).await?;
                     let mut exact: HashMap<PersonId, StatRow> =
                         exact.into_iter().map(|s| (s.person_id, s)).collect();
@@ -254,7 +257,10 @@ impl Store {
                         if let Some(row) = exact.remove(&pid) {
                             best.push(row);
                             best.sort_by(|a, b| {
-                                b.activity.messages().cmp(&a.activity.messages()).then(b.last_seen.cmp(&a.last_seen))
+                                b.activity
+                                    .messages()
+                                    .cmp(&a.activity.messages())
+                                    .then(b.last_seen.cmp(&a.last_seen))
                             });
                             best.truncate(n);
                         }
@@ -314,7 +320,11 @@ impl Store {
                 .into_iter()
                 .filter(|s| s.activity.specific_in == 0 && s.activity.help_actions == 0),
         );
-        rows.sort_by(|a, b| b.last_seen.cmp(&a.last_seen).then(a.person_id.cmp(&b.person_id)));
+        rows.sort_by(|a, b| {
+            b.last_seen
+                .cmp(&a.last_seen)
+                .then(a.person_id.cmp(&b.person_id))
+        });
         self.activity_rows(tenant_id, since, rows).await
     }
 
@@ -437,7 +447,12 @@ impl Store {
     }
 
     /// Attaches people and the channels they used in the period, keeping the order.
-    async fn activity_rows(&self, tenant_id: &str, since: i64, stats: Vec<StatRow>) -> Result<Vec<ActivityRow>> {
+    async fn activity_rows(
+        &self,
+        tenant_id: &str,
+        since: i64,
+        stats: Vec<StatRow>,
+    ) -> Result<Vec<ActivityRow>> {
         let mut people: HashMap<PersonId, PersonRef> = HashMap::with_capacity(stats.len());
         let mut channels: HashMap<PersonId, BTreeSet<String>> = HashMap::new();
         let ids: Vec<PersonId> = stats.iter().map(|s| s.person_id).collect();

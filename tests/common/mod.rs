@@ -23,17 +23,26 @@ impl TestDb {
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("koji.db").display());
-        TestDb { url, backend: "sqlite", _dir: Some(dir), pg: None }
+        TestDb {
+            url,
+            backend: "sqlite",
+            _dir: Some(dir),
+            pg: None,
+        }
     }
 
     /// A fresh PostgreSQL database, or None (said loudly) when KOJI_TEST_POSTGRES_URL is unset.
     pub async fn postgres() -> Option<TestDb> {
         let Ok(admin) = std::env::var("KOJI_TEST_POSTGRES_URL") else {
-            eprintln!("!!! KOJI_TEST_POSTGRES_URL is not set: SKIPPING the PostgreSQL case of this test !!!");
+            eprintln!(
+                "!!! KOJI_TEST_POSTGRES_URL is not set: SKIPPING the PostgreSQL case of this test !!!"
+            );
             return None;
         };
         let name = format!("koji_t_{:016x}", rand::random::<u64>());
-        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to KOJI_TEST_POSTGRES_URL");
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("connect to KOJI_TEST_POSTGRES_URL");
         sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
             .execute(&mut conn)
             .await
@@ -42,7 +51,12 @@ impl TestDb {
         let base = admin.split('?').next().unwrap_or(&admin);
         let (prefix, _) = base.rsplit_once('/').expect("database url has a path");
         let url = format!("{prefix}/{name}");
-        Some(TestDb { url, backend: "postgres", _dir: None, pg: Some((admin, name)) })
+        Some(TestDb {
+            url,
+            backend: "postgres",
+            _dir: None,
+            pg: Some((admin, name)),
+        })
     }
 
     /// The configuration for this database: `extra` TOML over the embedded defaults.
@@ -58,9 +72,11 @@ impl TestDb {
         if let Some((admin, name)) = &self.pg
             && let Ok(mut conn) = sqlx::PgConnection::connect(admin).await
         {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop database if exists {name} with (force)")))
-                .execute(&mut conn)
-                .await;
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "drop database if exists {name} with (force)"
+            )))
+            .execute(&mut conn)
+            .await;
         }
     }
 }
@@ -113,11 +129,20 @@ impl Running {
         let (core, writer) = koji::app::start_core(db.config(extra), Arc::new(clock.clone()))
             .await
             .expect("core starts");
-        Running { core, clock, writer }
+        Running {
+            core,
+            clock,
+            writer,
+        }
     }
 
     pub async fn say(&self, email: &str, text: &str) -> Vec<Reply> {
-        match self.core.handle(console(email, text)).await.expect("handled") {
+        match self
+            .core
+            .handle(console(email, text))
+            .await
+            .expect("handled")
+        {
             Outcome::Replies(r) => r,
             Outcome::Duplicate => panic!("unexpected duplicate"),
         }
@@ -136,7 +161,11 @@ impl Running {
     pub async fn report_json(&self, words: &str) -> serde_json::Value {
         let tenant = self.core.cli_tenant(None).expect("one tenant");
         let cmd = koji::commands::parse(words).expect("valid command");
-        match self.core.run_command(tenant, &koji::conversation::Actor::Operator, cmd).await {
+        match self
+            .core
+            .run_command(tenant, &koji::conversation::Actor::Operator, cmd)
+            .await
+        {
             koji::conversation::CommandOutput::Report(r, _) => r.to_json(),
             other => panic!("{words}: {other:?}"),
         }
@@ -170,7 +199,13 @@ pub fn console(email: &str, text: &str) -> Inbound {
 }
 
 /// A message as a platform delivers it: its own user id, a platform message id.
-pub fn platform(channel: Channel, user: &str, email: Option<&str>, id: &str, text: &str) -> Inbound {
+pub fn platform(
+    channel: Channel,
+    user: &str,
+    email: Option<&str>,
+    id: &str,
+    text: &str,
+) -> Inbound {
     Inbound {
         channel,
         tenant: TenantHint::Default,
@@ -178,7 +213,11 @@ pub fn platform(channel: Channel, user: &str, email: Option<&str>, id: &str, tex
             external_id: user.to_string(),
             display_name: None,
             verified_email: email.map(str::to_string),
-            auth_method: if email.is_some() { AuthMethod::Slack } else { AuthMethod::Anonymous },
+            auth_method: if email.is_some() {
+                AuthMethod::Slack
+            } else {
+                AuthMethod::Anonymous
+            },
             locale: None,
             time_zone: None,
         },
