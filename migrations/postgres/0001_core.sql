@@ -83,9 +83,9 @@ create table messages (
     platform_msg_id text,                        -- Slack event_id, Teams activity id, …: unique per channel
     at bigint not null
 );
-create unique index messages_platform on messages(tenant_id, channel, platform_msg_id);
+create unique index messages_platform on messages(tenant_id, channel, platform_msg_id)
+    where platform_msg_id is not null;
 create index messages_person_at on messages(person_id, at);
-create index messages_session on messages(session_id);
 
 -- Rollups kept in the same transaction as the messages they count, so reports never scan
 -- the raw history. channel '*' is all channels together.

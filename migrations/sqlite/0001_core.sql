@@ -42,7 +42,7 @@ create table person_roles (
     role text not null,
     granted_at integer not null,
     primary key (person_id, role)
-);
+) without rowid;
 
 create table sessions (
     id integer primary key autoincrement,
@@ -83,9 +83,9 @@ create table messages (
     platform_msg_id text,                        -- Slack event_id, Teams activity id, …: unique per channel
     at integer not null
 );
-create unique index messages_platform on messages(tenant_id, channel, platform_msg_id);
+create unique index messages_platform on messages(tenant_id, channel, platform_msg_id)
+    where platform_msg_id is not null;
 create index messages_person_at on messages(person_id, at);
-create index messages_session on messages(session_id);
 
 -- Rollups kept in the same transaction as the messages they count, so reports never scan
 -- the raw history. channel '*' is all channels together.
@@ -101,7 +101,7 @@ create table person_days (
     help_actions integer not null default 0,
     sessions integer not null default 0,
     primary key (tenant_id, person_id, day, channel)
-);
+) without rowid;
 
 create table person_stats (
     tenant_id text not null,
@@ -117,7 +117,7 @@ create table person_stats (
     first_seen integer not null,
     last_seen integer not null,
     primary key (tenant_id, person_id, channel)
-);
+) without rowid;
 create index person_stats_seen on person_stats(tenant_id, channel, last_seen);
 create index person_stats_busiest on person_stats(tenant_id, channel, messages);
 create index person_stats_unhelped on person_stats(tenant_id, channel, last_seen)
@@ -131,7 +131,7 @@ create table interests (
     count integer not null,
     last_at integer not null,
     primary key (person_id, kind, value)
-);
+) without rowid;
 
 -- What a conversation is waiting for (a confirmation, an email, a code), per identity.
 create table conversation_state (

@@ -7,7 +7,7 @@
 //! with the same id (a retry, possibly on another replica) is reported as a duplicate and
 //! nothing of it is written.
 
-use super::{DialectSql, Pool, Result, StoreError, with_pool};
+use super::{Pool, Result, StoreError};
 use crate::domain::{Channel, day_of};
 use crate::nlu::Entity;
 use serde::Serialize;
@@ -78,29 +78,20 @@ pub struct BatchWriter {
     tx: mpsc::Sender<Op>,
 }
 
-static INSERT_MESSAGES: &str = "insert into messages (tenant_id, session_id, person_id, identity_id, channel, direction, text, intent, specific, entities, actions, n_actions, n_help, platform_msg_id, at)
-    select value ->> 0, cast(value ->> 1 as bigint), cast(value ->> 2 as bigint), cast(value ->> 3 as bigint), value ->> 4, value ->> 5, value ->> 6, value ->> 7,
-           cast(value ->> 8 as bigint), value ->> 9, value ->> 10, cast(value ->> 11 as bigint), cast(value ->> 12 as bigint), value ->> 13, cast(value ->> 14 as bigint)
-    from {rows} where true";
+const MESSAGE_COLUMNS: &str = "insert into messages (tenant_id, session_id, person_id, identity_id, channel, direction, text, intent, specific, entities, actions, n_actions, n_help, platform_msg_id, at) ";
 
-static CLAIM_SUFFIX: &str = " on conflict (tenant_id, channel, platform_msg_id) do nothing returning platform_msg_id, channel, tenant_id";
+const CLAIM_TAIL: &str = " on conflict (tenant_id, channel, platform_msg_id) where platform_msg_id is not null do nothing returning platform_msg_id, channel, tenant_id";
 
-static UPSERT_DAYS: &str = "insert into person_days (tenant_id, person_id, day, channel, messages_in, messages_out, specific_in, actions, help_actions)
-    select value ->> 0, cast(value ->> 1 as bigint), cast(value ->> 2 as bigint), value ->> 3, cast(value ->> 4 as bigint), cast(value ->> 5 as bigint),
-           cast(value ->> 6 as bigint), cast(value ->> 7 as bigint), cast(value ->> 8 as bigint)
-    from {rows} where true
-    on conflict (tenant_id, person_id, day, channel) do update set
+const DAYS_HEAD: &str = "insert into person_days (tenant_id, person_id, day, channel, messages_in, messages_out, specific_in, actions, help_actions) ";
+const DAYS_TAIL: &str = " on conflict (tenant_id, person_id, day, channel) do update set
       messages_in = person_days.messages_in + excluded.messages_in,
       messages_out = person_days.messages_out + excluded.messages_out,
       specific_in = person_days.specific_in + excluded.specific_in,
       actions = person_days.actions + excluded.actions,
       help_actions = person_days.help_actions + excluded.help_actions";
 
-static UPSERT_STATS: &str = "insert into person_stats (tenant_id, person_id, channel, messages, messages_in, messages_out, specific_in, actions, help_actions, first_seen, last_seen)
-    select value ->> 0, cast(value ->> 1 as bigint), value ->> 2, cast(value ->> 3 as bigint), cast(value ->> 4 as bigint), cast(value ->> 5 as bigint),
-           cast(value ->> 6 as bigint), cast(value ->> 7 as bigint), cast(value ->> 8 as bigint), cast(value ->> 9 as bigint), cast(value ->> 10 as bigint)
-    from {rows} where true
-    on conflict (tenant_id, person_id, channel) do update set
+const STATS_HEAD: &str = "insert into person_stats (tenant_id, person_id, channel, messages, messages_in, messages_out, specific_in, actions, help_actions, first_seen, last_seen) ";
+const STATS_TAIL: &str = " on conflict (tenant_id, person_id, channel) do update set
       messages = person_stats.messages + excluded.messages,
       messages_in = person_stats.messages_in + excluded.messages_in,
       messages_out = person_stats.messages_out + excluded.messages_out,
@@ -110,36 +101,45 @@ static UPSERT_STATS: &str = "insert into person_stats (tenant_id, person_id, cha
       first_seen = case when excluded.first_seen < person_stats.first_seen then excluded.first_seen else person_stats.first_seen end,
       last_seen = case when excluded.last_seen > person_stats.last_seen then excluded.last_seen else person_stats.last_seen end";
 
-static UPSERT_INTERESTS: &str = "insert into interests (tenant_id, person_id, kind, value, count, last_at)
-    select value ->> 0, cast(value ->> 1 as bigint), value ->> 2, value ->> 3, cast(value ->> 4 as bigint), cast(value ->> 5 as bigint)
-    from {rows} where true
-    on conflict (person_id, kind, value) do update set
+const INTERESTS_HEAD: &str =
+    "insert into interests (tenant_id, person_id, kind, value, count, last_at) ";
+const INTERESTS_TAIL: &str = " on conflict (person_id, kind, value) do update set
       count = interests.count + excluded.count,
       last_at = case when excluded.last_at > interests.last_at then excluded.last_at else interests.last_at end";
 
-static TOUCH_SESSIONS: &str = "update sessions set last_interaction_at = x.at
-    from (select cast(value ->> 0 as bigint) as id, cast(value ->> 1 as bigint) as at from {rows}) as x
-    where sessions.id = x.id and sessions.last_interaction_at < x.at";
+/// Rows per multi-row statement. Batches are cut into chunks of this size and powers of
+/// two below it, so each table needs only a handful of distinct (cached) statements.
+const CHUNK: usize = 128;
 
-struct Statements {
-    insert: DialectSql,
-    claim: DialectSql,
-    days: DialectSql,
-    stats: DialectSql,
-    interests: DialectSql,
-    touch: DialectSql,
+fn chunk_sizes(mut n: usize) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if n == 0 {
+            return None;
+        }
+        let size = if n >= CHUNK {
+            CHUNK
+        } else {
+            1 << (usize::BITS - 1 - n.leading_zeros())
+        };
+        n -= size;
+        Some(size)
+    })
 }
 
-static STATEMENTS: std::sync::LazyLock<Statements> = std::sync::LazyLock::new(|| Statements {
-    insert: DialectSql::new(INSERT_MESSAGES),
-    claim: DialectSql::new(Box::leak(
-        format!("{INSERT_MESSAGES}{CLAIM_SUFFIX}").into_boxed_str(),
-    )),
-    days: DialectSql::new(UPSERT_DAYS),
-    stats: DialectSql::new(UPSERT_STATS),
-    interests: DialectSql::new(UPSERT_INTERESTS),
-    touch: DialectSql::new(TOUCH_SESSIONS),
-});
+/// `insert … values (…), (…) …` over `rows` in chunks; `$push` binds one row's columns.
+macro_rules! insert_values {
+    ($tx:expr, $head:expr, $tail:expr, $rows:expr, |$b:ident, $r:ident| $push:block) => {{
+        let rows = $rows;
+        let mut start = 0;
+        for n in chunk_sizes(rows.len()) {
+            let mut qb = sqlx::QueryBuilder::new($head);
+            qb.push_values(&rows[start..start + n], |mut $b, $r| $push);
+            qb.push($tail);
+            qb.build().execute(&mut *$tx).await?;
+            start += n;
+        }
+    }};
+}
 
 impl BatchWriter {
     /// Starts the writer task. It stops when every handle is dropped, after committing what
@@ -184,12 +184,62 @@ impl BatchWriter {
     }
 }
 
+/// The writer's own connection, kept between batches (SQLite has one writer anyway).
+enum Conn {
+    Sqlite(sqlx::pool::PoolConnection<sqlx::Sqlite>),
+    Postgres(sqlx::pool::PoolConnection<sqlx::Postgres>),
+}
+
+async fn connect(pool: &Pool) -> Result<Conn> {
+    Ok(match pool {
+        Pool::Sqlite(p) => {
+            let mut c = p.acquire().await?;
+            // Checkpoints (which sync the database file) run in the background, not in the
+            // commit that happens to cross the threshold; see `Store::checkpoint`.
+            sqlx::query("pragma wal_autocheckpoint = 0")
+                .execute(&mut *c)
+                .await?;
+            Conn::Sqlite(c)
+        }
+        Pool::Postgres(p) => Conn::Postgres(p.acquire().await?),
+    })
+}
+
 async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
     let mut ops = Vec::with_capacity(batch_max);
+    let mut conn: Option<Conn> = None;
+    let checkpointer = matches!(pool, Pool::Sqlite(_)).then(|| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                if let Pool::Sqlite(p) = &pool {
+                    let _ = sqlx::query("pragma wal_checkpoint(passive)")
+                        .execute(p)
+                        .await;
+                }
+            }
+        })
+    });
     loop {
         ops.clear();
         if rx.recv_many(&mut ops, batch_max).await == 0 {
             break;
+        }
+        // Let the callers that are about to write join this commit: a few yields cost
+        // microseconds, a commit costs milliseconds.
+        for _ in 0..4 {
+            if ops.len() >= batch_max {
+                break;
+            }
+            tokio::task::yield_now().await;
+            while ops.len() < batch_max {
+                match rx.try_recv() {
+                    Ok(op) => ops.push(op),
+                    Err(_) => break,
+                }
+            }
         }
         let mut writes = Vec::with_capacity(ops.len());
         let mut flushes = Vec::new();
@@ -200,22 +250,51 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
             }
         }
         if !writes.is_empty() {
-            commit_all(&pool, writes).await;
+            commit_all(&pool, &mut conn, writes).await;
         }
         for f in flushes {
             let _ = f.send(());
         }
+        if rx.is_empty() {
+            // Idle: give the connection back, so the pool can be closed or checkpointed.
+            conn = None;
+        }
+    }
+    if let Some(c) = checkpointer {
+        c.abort();
+    }
+    if let Pool::Sqlite(p) = &pool {
+        let _ = sqlx::query("pragma wal_checkpoint(truncate)")
+            .execute(p)
+            .await;
     }
 }
 
 type Pending = (Vec<MessageRow>, bool, oneshot::Sender<Result<WriteOutcome>>);
 
+async fn commit_on(
+    pool: &Pool,
+    conn: &mut Option<Conn>,
+    items: &[(&[MessageRow], bool)],
+) -> Result<Vec<WriteOutcome>> {
+    if conn.is_none() {
+        *conn = Some(connect(pool).await?);
+    }
+    let c = conn.as_mut().expect("connected");
+    let r = commit_batch(c, items).await;
+    if r.is_err() {
+        // The connection may be broken: take a fresh one next time.
+        *conn = None;
+    }
+    r
+}
+
 /// Commits the batch; if the batch as a whole fails, each write is retried on its own so
 /// one bad write cannot sink the others.
-async fn commit_all(pool: &Pool, writes: Vec<Pending>) {
+async fn commit_all(pool: &Pool, conn: &mut Option<Conn>, writes: Vec<Pending>) {
     let items: Vec<(&[MessageRow], bool)> =
         writes.iter().map(|(r, c, _)| (r.as_slice(), *c)).collect();
-    match commit_batch(pool, &items).await {
+    match commit_on(pool, conn, &items).await {
         Ok(outcomes) => {
             for ((_, _, done), o) in writes.into_iter().zip(outcomes) {
                 let _ = done.send(Ok(o));
@@ -229,7 +308,7 @@ async fn commit_all(pool: &Pool, writes: Vec<Pending>) {
         Err(e) => {
             tracing::warn!(error = %e, writes = writes.len(), "group commit failed; retrying one by one");
             for (rows, claim, done) in writes {
-                let r = commit_batch(pool, &[(&rows, claim)])
+                let r = commit_on(pool, conn, &[(&rows, claim)])
                     .await
                     .map(|mut o| o.remove(0));
                 if let Err(e) = &r {
@@ -270,34 +349,41 @@ impl Counts {
     }
 }
 
-fn row_json(r: &MessageRow) -> impl Serialize + '_ {
-    let n_help = r.actions.iter().filter(|a| is_help_action(a)).count() as i64;
-    (
-        &*r.tenant_id,
-        r.session_id,
-        r.person_id,
-        r.identity_id,
-        r.channel.as_str(),
-        r.direction.as_str(),
-        &r.text,
-        &r.intent,
-        r.specific as i64,
-        (!r.entities.is_empty()).then(|| serde_json::to_string(&r.entities).unwrap_or_default()),
-        (!r.actions.is_empty()).then(|| serde_json::to_string(&r.actions).unwrap_or_default()),
-        r.actions.len() as i64,
-        n_help,
-        &r.platform_msg_id,
-        r.at,
-    )
+fn json_list<T: Serialize>(v: &[T]) -> Option<String> {
+    (!v.is_empty()).then(|| serde_json::to_string(v).unwrap_or_default())
 }
 
-async fn commit_batch(pool: &Pool, items: &[(&[MessageRow], bool)]) -> Result<Vec<WriteOutcome>> {
-    let st = &*STATEMENTS;
+/// Binds one message row's columns, in `MESSAGE_COLUMNS` order.
+macro_rules! push_message {
+    ($b:ident, $r:ident) => {{
+        let r: &MessageRow = $r;
+        $b.push_bind(r.tenant_id.to_string())
+            .push_bind(r.session_id)
+            .push_bind(r.person_id)
+            .push_bind(r.identity_id)
+            .push_bind(r.channel.as_str())
+            .push_bind(r.direction.as_str())
+            .push_bind(r.text.clone())
+            .push_bind(r.intent.clone())
+            .push_bind(r.specific as i64)
+            .push_bind(json_list(&r.entities))
+            .push_bind(json_list(&r.actions))
+            .push_bind(r.actions.len() as i64)
+            .push_bind(r.actions.iter().filter(|a| is_help_action(a)).count() as i64)
+            .push_bind(r.platform_msg_id.clone())
+            .push_bind(r.at);
+    }};
+}
+
+async fn commit_batch(
+    conn: &mut Conn,
+    items: &[(&[MessageRow], bool)],
+) -> Result<Vec<WriteOutcome>> {
     let mut outcomes = vec![WriteOutcome::Committed; items.len()];
 
     // Claims: the first occurrence of an id in the batch competes with the database; later
     // ones in the same batch are duplicates of it.
-    let mut claim_rows = Vec::new();
+    let mut claim_rows: Vec<&MessageRow> = Vec::new();
     let mut claim_owner: HashMap<(&str, &str, &str), usize> = HashMap::new();
     for (i, (rows, claim)) in items.iter().enumerate() {
         if !*claim {
@@ -311,86 +397,133 @@ async fn commit_batch(pool: &Pool, items: &[(&[MessageRow], bool)]) -> Result<Ve
             Entry::Occupied(_) => outcomes[i] = WriteOutcome::Duplicate,
             Entry::Vacant(v) => {
                 v.insert(i);
-                claim_rows.push(row_json(first));
+                claim_rows.push(first);
                 outcomes[i] = WriteOutcome::Duplicate; // until the database says otherwise
             }
         }
     }
 
-    with_pool!(pool, p, d => {
-        let mut tx = p.begin_with(d.begin_write).await?;
-        if !claim_rows.is_empty() {
-            let json = to_json(&claim_rows)?;
-            let claimed: Vec<(String, String, String)> = sqlx::query_as(st.claim.get(d))
-                .bind(json)
-                .fetch_all(&mut *tx)
-                .await?;
-            for (pid, channel, tenant) in &claimed {
-                if let Some(&i) = claim_owner.get(&(tenant.as_str(), channel.as_str(), pid.as_str())) {
-                    outcomes[i] = WriteOutcome::Committed;
+    macro_rules! body {
+        ($c:ident, $begin:expr) => {{
+            let mut tx = sqlx::Connection::begin_with(&mut **$c, $begin).await?;
+            let mut start = 0;
+            for n in chunk_sizes(claim_rows.len()) {
+                let mut qb = sqlx::QueryBuilder::new(MESSAGE_COLUMNS);
+                qb.push_values(&claim_rows[start..start + n], |mut b, r| {
+                    push_message!(b, r)
+                });
+                qb.push(CLAIM_TAIL);
+                let claimed: Vec<(String, String, String)> =
+                    qb.build_query_as().fetch_all(&mut *tx).await?;
+                for (pid, channel, tenant) in &claimed {
+                    if let Some(&i) =
+                        claim_owner.get(&(tenant.as_str(), channel.as_str(), pid.as_str()))
+                    {
+                        outcomes[i] = WriteOutcome::Committed;
+                    }
                 }
+                start += n;
             }
-        }
 
-        let mut plain = Vec::new();
-        let mut days: HashMap<(&str, i64, i64, &str), Counts> = HashMap::new();
-        let mut stats: HashMap<(&str, i64, &str), Counts> = HashMap::new();
-        let mut interests: HashMap<(&str, i64, &str, &str), (i64, i64)> = HashMap::new();
-        let mut touches: HashMap<i64, i64> = HashMap::new();
-        for ((rows, claim), outcome) in items.iter().zip(&outcomes) {
-            if *outcome == WriteOutcome::Duplicate {
-                continue;
-            }
-            for (j, r) in rows.iter().enumerate() {
-                if !(*claim && j == 0) {
-                    plain.push(row_json(r));
+            let mut plain: Vec<&MessageRow> = Vec::new();
+            let mut days: HashMap<(&str, i64, i64, &str), Counts> = HashMap::new();
+            let mut stats: HashMap<(&str, i64, &str), Counts> = HashMap::new();
+            let mut interests: HashMap<(&str, i64, &str, &str), (i64, i64)> = HashMap::new();
+            let mut touches: HashMap<i64, i64> = HashMap::new();
+            for ((rows, claim), outcome) in items.iter().zip(&outcomes) {
+                if *outcome == WriteOutcome::Duplicate {
+                    continue;
                 }
-                let t = touches.entry(r.session_id).or_insert(r.at);
-                *t = (*t).max(r.at);
-                let Some(pid) = r.person_id else { continue };
-                let day = day_of(r.at);
-                for ch in [r.channel.as_str(), "*"] {
-                    days.entry((&r.tenant_id, pid, day, ch)).or_default().add(r);
-                    stats.entry((&r.tenant_id, pid, ch)).or_default().add(r);
-                }
-                if r.direction == Direction::In {
-                    for e in &r.entities {
-                        let v = interests.entry((&r.tenant_id, pid, &e.kind, &e.value)).or_insert((0, r.at));
-                        v.0 += 1;
-                        v.1 = v.1.max(r.at);
+                for (j, r) in rows.iter().enumerate() {
+                    if !(*claim && j == 0) {
+                        plain.push(r);
+                    }
+                    let t = touches.entry(r.session_id).or_insert(r.at);
+                    *t = (*t).max(r.at);
+                    let Some(pid) = r.person_id else { continue };
+                    let day = day_of(r.at);
+                    for ch in [r.channel.as_str(), "*"] {
+                        days.entry((&r.tenant_id, pid, day, ch)).or_default().add(r);
+                        stats.entry((&r.tenant_id, pid, ch)).or_default().add(r);
+                    }
+                    if r.direction == Direction::In {
+                        for e in &r.entities {
+                            let v = interests
+                                .entry((&r.tenant_id, pid, &e.kind, &e.value))
+                                .or_insert((0, r.at));
+                            v.0 += 1;
+                            v.1 = v.1.max(r.at);
+                        }
                     }
                 }
             }
-        }
-        if !plain.is_empty() {
-            sqlx::query(st.insert.get(d)).bind(to_json(&plain)?).execute(&mut *tx).await?;
-        }
-        if !days.is_empty() {
-            let rows: Vec<_> = days
-                .iter()
-                .map(|((t, p, day, ch), c)| (t, p, day, ch, c.messages_in, c.messages_out, c.specific_in, c.actions, c.help_actions))
-                .collect();
-            sqlx::query(st.days.get(d)).bind(to_json(&rows)?).execute(&mut *tx).await?;
-            let rows: Vec<_> = stats
-                .iter()
-                .map(|((t, p, ch), c)| (t, p, ch, c.messages_in + c.messages_out, c.messages_in, c.messages_out, c.specific_in, c.actions, c.help_actions, c.first, c.last))
-                .collect();
-            sqlx::query(st.stats.get(d)).bind(to_json(&rows)?).execute(&mut *tx).await?;
-        }
-        if !interests.is_empty() {
-            let rows: Vec<_> = interests.iter().map(|((t, p, k, v), (n, at))| (t, p, k, v, n, at)).collect();
-            sqlx::query(st.interests.get(d)).bind(to_json(&rows)?).execute(&mut *tx).await?;
-        }
-        if !touches.is_empty() {
-            let rows: Vec<_> = touches.iter().collect();
-            sqlx::query(st.touch.get(d)).bind(to_json(&rows)?).execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok::<(), StoreError>(())
-    })?;
+            insert_values!(tx, MESSAGE_COLUMNS, "", &plain, |b, r| {
+                push_message!(b, r)
+            });
+            let days: Vec<_> = days.into_iter().collect();
+            insert_values!(tx, DAYS_HEAD, DAYS_TAIL, &days, |b, row| {
+                let ((t, p, day, ch), c) = row;
+                b.push_bind(t.to_string())
+                    .push_bind(*p)
+                    .push_bind(*day)
+                    .push_bind(ch.to_string())
+                    .push_bind(c.messages_in)
+                    .push_bind(c.messages_out)
+                    .push_bind(c.specific_in)
+                    .push_bind(c.actions)
+                    .push_bind(c.help_actions);
+            });
+            let stats: Vec<_> = stats.into_iter().collect();
+            insert_values!(tx, STATS_HEAD, STATS_TAIL, &stats, |b, row| {
+                let ((t, p, ch), c) = row;
+                b.push_bind(t.to_string())
+                    .push_bind(*p)
+                    .push_bind(ch.to_string())
+                    .push_bind(c.messages_in + c.messages_out)
+                    .push_bind(c.messages_in)
+                    .push_bind(c.messages_out)
+                    .push_bind(c.specific_in)
+                    .push_bind(c.actions)
+                    .push_bind(c.help_actions)
+                    .push_bind(c.first)
+                    .push_bind(c.last);
+            });
+            let interests: Vec<_> = interests.into_iter().collect();
+            insert_values!(tx, INTERESTS_HEAD, INTERESTS_TAIL, &interests, |b, row| {
+                let ((t, p, k, v), (n, at)) = row;
+                b.push_bind(t.to_string())
+                    .push_bind(*p)
+                    .push_bind(k.to_string())
+                    .push_bind(v.to_string())
+                    .push_bind(*n)
+                    .push_bind(*at);
+            });
+            let touches: Vec<(i64, i64)> = touches.into_iter().collect();
+            let mut start = 0;
+            for n in chunk_sizes(touches.len()) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "update sessions set last_interaction_at = x.at from (",
+                );
+                for (k, (id, at)) in touches[start..start + n].iter().enumerate() {
+                    if k > 0 {
+                        qb.push(" union all ");
+                    }
+                    qb.push("select cast(")
+                        .push_bind(*id)
+                        .push(" as bigint) as id, cast(")
+                        .push_bind(*at)
+                        .push(" as bigint) as at");
+                }
+                qb.push(") as x where sessions.id = x.id and sessions.last_interaction_at < x.at");
+                qb.build().execute(&mut *tx).await?;
+                start += n;
+            }
+            tx.commit().await?;
+        }};
+    }
+    match conn {
+        Conn::Sqlite(c) => body!(c, "BEGIN IMMEDIATE"),
+        Conn::Postgres(c) => body!(c, "BEGIN"),
+    }
     Ok(outcomes)
-}
-
-fn to_json<T: Serialize>(v: &T) -> Result<String> {
-    serde_json::to_string(v).map_err(|e| StoreError::Database(e.to_string()))
 }
