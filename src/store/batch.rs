@@ -192,15 +192,7 @@ enum Conn {
 
 async fn connect(pool: &Pool) -> Result<Conn> {
     Ok(match pool {
-        Pool::Sqlite(p) => {
-            let mut c = p.acquire().await?;
-            // Checkpoints (which sync the database file) run in the background, not in the
-            // commit that happens to cross the threshold; see `Store::checkpoint`.
-            sqlx::query("pragma wal_autocheckpoint = 0")
-                .execute(&mut *c)
-                .await?;
-            Conn::Sqlite(c)
-        }
+        Pool::Sqlite(p) => Conn::Sqlite(p.acquire().await?),
         Pool::Postgres(p) => Conn::Postgres(p.acquire().await?),
     })
 }
@@ -208,20 +200,6 @@ async fn connect(pool: &Pool) -> Result<Conn> {
 async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
     let mut ops = Vec::with_capacity(batch_max);
     let mut conn: Option<Conn> = None;
-    let checkpointer = matches!(pool, Pool::Sqlite(_)).then(|| {
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
-            loop {
-                tick.tick().await;
-                if let Pool::Sqlite(p) = &pool {
-                    let _ = sqlx::query("pragma wal_checkpoint(passive)")
-                        .execute(p)
-                        .await;
-                }
-            }
-        })
-    });
     loop {
         ops.clear();
         if rx.recv_many(&mut ops, batch_max).await == 0 {
@@ -259,9 +237,6 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
             // Idle: give the connection back, so the pool can be closed or checkpointed.
             conn = None;
         }
-    }
-    if let Some(c) = checkpointer {
-        c.abort();
     }
     if let Pool::Sqlite(p) = &pool {
         let _ = sqlx::query("pragma wal_checkpoint(truncate)")
