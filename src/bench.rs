@@ -452,7 +452,14 @@ async fn reports(config: Config, runs: usize) -> anyhow::Result<()> {
         for _ in 0..runs.max(1) {
             let cmd = commands::parse(&case).map_err(anyhow::Error::msg)?;
             let t = Instant::now();
-            let out = core.run_command(tenant, &Actor::Operator, cmd).await;
+            let out = core
+                .run_command(
+                    tenant,
+                    &Actor::Operator,
+                    crate::domain::Channel::Console,
+                    cmd,
+                )
+                .await;
             // Render as JSON too: the figure is what an admin waits for.
             if let CommandOutput::Report(r, _) = &out {
                 total = r.total;

@@ -35,6 +35,8 @@ pub struct TenantRuntime {
     pub terms: Terms,
     pub roles: RoleSetup,
     pub admin_emails: HashSet<String>,
+    /// Bootstrap admins named by channel identity: (`slack`, `U0123`).
+    pub admin_identities: HashSet<(String, String)>,
 }
 
 impl TenantRuntime {
@@ -48,8 +50,20 @@ impl TenantRuntime {
                 .iter()
                 .filter_map(|a| normalise_email(a))
                 .collect(),
+            admin_identities: config
+                .admins
+                .iter()
+                .filter(|a| !a.contains('@'))
+                .filter_map(|a| a.split_once(':'))
+                .map(|(c, id)| (c.trim().to_ascii_lowercase(), id.trim().to_string()))
+                .collect(),
             config: config.clone(),
         }
+    }
+
+    pub fn is_admin_identity(&self, channel: Channel, external_id: &str) -> bool {
+        self.admin_identities
+            .contains(&(channel.as_str().to_string(), external_id.to_string()))
     }
 
     pub fn kind_of(&self, email: &str) -> PersonKind {
@@ -67,9 +81,10 @@ impl TenantRuntime {
     }
 
     /// The roles a new person starts with: `customer`, and `admin` for bootstrap admins.
-    pub fn initial_roles(&self, email: &str) -> Vec<String> {
+    /// A person without an email is only created for a bootstrap admin identity.
+    pub fn initial_roles(&self, email: Option<&str>) -> Vec<String> {
         let mut roles = vec!["customer".to_string()];
-        if self.admin_emails.contains(email) {
+        if email.is_none_or(|e| self.admin_emails.contains(e)) {
             roles.push("admin".to_string());
         }
         roles
@@ -98,6 +113,14 @@ pub enum CommandOutput {
     Usage(String),
     /// The command names someone or something that does not exist.
     NotFound(String),
+    /// Nothing done yet: the person must confirm (chat: reply `yes`).
+    Confirm {
+        text: String,
+    },
+    /// `/koji export`: everything kept about a person.
+    Export(serde_json::Value),
+    /// `/koji audit`, already rendered in the asked format.
+    Audit(String),
 }
 
 /// Tenant, channel, the channel's user id.
@@ -111,7 +134,23 @@ struct Speaking {
     session_id: i64,
     last_at: i64,
     checked_at: i64,
+    state: Option<ConvState>,
 }
+
+/// What a conversation waits for, kept in the store per channel identity.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "awaiting", rename_all = "snake_case")]
+pub enum ConvState {
+    /// `/koji forget WHO` asked; a `yes` before `expires_at` erases the person.
+    EraseConfirmation {
+        person_id: i64,
+        label: String,
+        expires_at: i64,
+    },
+}
+
+/// How long a `/koji forget` confirmation stays open.
+const CONFIRM_MICROS: i64 = 5 * 60 * 1_000_000;
 
 pub struct Core {
     pub config: Arc<Config>,
@@ -187,8 +226,26 @@ impl Core {
             .collect();
         store.sync_tenants(&list).await?;
         for t in tenants.values() {
-            let admins: Vec<String> = t.admin_emails.iter().cloned().collect();
-            store.grant_by_email(&t.config.id, &admins, "admin").await?;
+            let ids: Vec<(String, String)> = t.admin_identities.iter().cloned().collect();
+            store.grant_by_identity(&t.config.id, &ids, "admin").await?;
+            // Bootstrap admins exist from the start, so the tenant has an admin to protect.
+            let by = crate::store::people::Acting {
+                label: "config (tenant.admins)".into(),
+                person_id: None,
+                channel: Channel::Console,
+            };
+            for email in &t.admin_emails {
+                store
+                    .import_person(
+                        &t.config.id,
+                        email,
+                        None,
+                        t.kind_of(email),
+                        &["admin".to_string()],
+                        &by,
+                    )
+                    .await?;
+            }
         }
         let (writer, task) = BatchWriter::start(store.pool().clone(), config.database.batch_max);
         let core = Core {
@@ -406,16 +463,26 @@ impl Core {
                 }
             }
         }
-        let seed = email.as_ref().map(|e| PersonSeed {
-            email: e.clone(),
+        let bootstrap_identity = email.is_none()
+            && msg.speaker.auth_method != AuthMethod::Anonymous
+            && tenant.is_admin_identity(msg.channel, &msg.speaker.external_id);
+        let seed = (email.is_some() || bootstrap_identity).then(|| PersonSeed {
+            email: email.clone(),
             name: msg.speaker.display_name.clone(),
-            kind: tenant.kind_of(e),
-            roles: tenant.initial_roles(e),
+            kind: email
+                .as_deref()
+                .map(|e| tenant.kind_of(e))
+                .unwrap_or(PersonKind::Internal),
+            roles: tenant.initial_roles(email.as_deref()),
             locale: msg.speaker.locale.clone(),
             time_zone: msg.speaker.time_zone.clone(),
         });
         let method = if seed.is_some() {
-            msg.speaker.auth_method
+            if bootstrap_identity || email.is_some() {
+                msg.speaker.auth_method
+            } else {
+                AuthMethod::Anonymous
+            }
         } else {
             AuthMethod::Anonymous
         };
@@ -457,7 +524,13 @@ impl Core {
         if session.new_token.is_some() {
             self.metrics.sessions_started.fetch_add(1, Relaxed);
         }
+        let state = self
+            .store
+            .conversation_state(resolved.identity_id)
+            .await?
+            .and_then(|j| serde_json::from_str::<ConvState>(&j).ok());
         let s = Speaking {
+            state,
             identity_id: resolved.identity_id,
             person: resolved.person,
             auth_method: resolved.auth_method,
@@ -470,6 +543,30 @@ impl Core {
             .expect("speaker cache")
             .insert(key, s.clone());
         Ok(s)
+    }
+
+    async fn set_state(
+        &self,
+        tenant_id: &str,
+        msg: &Inbound,
+        identity_id: i64,
+        state: Option<ConvState>,
+    ) -> Result<(), StoreError> {
+        let json = state
+            .as_ref()
+            .map(|s| serde_json::to_string(s).unwrap_or_default());
+        self.store
+            .set_conversation_state(identity_id, json.as_deref())
+            .await?;
+        let key: SpeakerKey = (
+            Arc::from(tenant_id),
+            msg.channel,
+            msg.speaker.external_id.clone(),
+        );
+        if let Some(s) = self.speakers.lock().expect("speaker cache").get_mut(&key) {
+            s.state = state;
+        }
+        Ok(())
     }
 
     /// Forgets what this process remembers about who is speaking (after sign-out, erasure…).
@@ -485,8 +582,14 @@ impl Core {
         msg: &Inbound,
         u: &Understanding,
     ) -> Vec<(Reply, Vec<String>)> {
+        if let Some(state) = &speaking.state {
+            return vec![
+                self.continue_state(tenant, speaking, msg, state.clone())
+                    .await,
+            ];
+        }
         if let Some(words) = command_text(&msg.text) {
-            return vec![self.chat_command(tenant, speaking, words).await];
+            return vec![self.chat_command(tenant, speaking, msg, words).await];
         }
         let name = speaking
             .person
@@ -533,71 +636,297 @@ impl Core {
         vec![(Reply::text(text), Vec::new())]
     }
 
-    async fn chat_command(
+    /// The conversation was waiting for an answer: this message is it.
+    async fn continue_state(
         &self,
         tenant: &TenantRuntime,
         speaking: &Speaking,
-        words: &str,
+        msg: &Inbound,
+        state: ConvState,
     ) -> (Reply, Vec<String>) {
-        let actor = match &speaking.person {
-            None => Actor::Anonymous,
-            Some(p) => match self.store.roles_of(p.id).await {
-                Ok(roles) => Actor::Person {
-                    person: p.clone(),
-                    roles,
-                },
-                Err(e) => {
-                    tracing::warn!(error = %e, "roles unavailable");
+        let tid = tenant.config.id.as_str();
+        if let Err(e) = self.set_state(tid, msg, speaking.identity_id, None).await {
+            tracing::warn!(error = %e, "conversation state not cleared");
+            return (
+                private("Sorry, I can't do that right now. Please try again."),
+                vec![],
+            );
+        }
+        match state {
+            ConvState::EraseConfirmation {
+                person_id,
+                label,
+                expires_at,
+            } => {
+                let answer = msg
+                    .text
+                    .trim()
+                    .trim_end_matches(['.', '!'])
+                    .to_ascii_lowercase();
+                let yes = matches!(answer.as_str(), "yes" | "y" | "confirm" | "erase");
+                if !yes {
                     return (
-                        private(
-                            "Sorry, I can't check your permissions right now. Please try again.",
-                        ),
+                        private(format!("Cancelled: nothing about {label} was erased.")),
                         vec![],
                     );
                 }
-            },
-        };
-        let parsed = commands::parse(words);
-        let word = parsed.as_ref().map(|c| c.word()).unwrap_or("help");
-        let out = match parsed {
-            Ok(cmd) => self.run_command(tenant, &actor, cmd).await,
-            Err(e) => CommandOutput::Usage(e.to_string()),
-        };
-        match out {
-            CommandOutput::Report(report, format) => {
-                let mut reply = match format {
-                    Format::Text => {
-                        let table = report.to_table(CHAT_ROWS);
-                        let mut r = private(table_text(&table));
-                        r.attachments.push(Attachment::Table(table));
-                        r
-                    }
-                    Format::Json | Format::Csv => {
-                        let (ext, media) = if format == Format::Json {
-                            ("json", "application/json")
-                        } else {
-                            ("csv", "text/csv")
-                        };
-                        let content = report.render(format);
-                        let mut r = private(format!("```{ext}\n{}\n```", content.trim_end()));
-                        r.attachments.push(Attachment::Document {
-                            filename: format!("koji-{}.{ext}", report.name()),
-                            media_type: media.to_string(),
-                            content,
-                        });
-                        r
-                    }
+                if self.clock.now_micros() > expires_at {
+                    return (
+                        private(format!(
+                            "That confirmation has expired; nothing about {label} was erased. Run /koji forget again."
+                        )),
+                        vec![],
+                    );
+                }
+                let actor = match self.actor_of(speaking).await {
+                    Ok(a) => a,
+                    Err(reply) => return (reply, vec![]),
                 };
-                reply.private = true;
-                (reply, vec![format!("command.{word}")])
-            }
-            CommandOutput::Text(t) => (private(t), vec![format!("command.{word}")]),
-            CommandOutput::Refused(t) | CommandOutput::Usage(t) | CommandOutput::NotFound(t) => {
-                (private(t), vec![])
+                let target = PersonRef {
+                    id: person_id,
+                    name: None,
+                    email: Some(label.clone()),
+                    kind: PersonKind::Customer,
+                };
+                match self.erase(tenant, &actor, msg.channel, &target).await {
+                    Ok(out) => render_output(out, "forget"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "erasure failed");
+                        (
+                            private(
+                                "Sorry, I couldn't erase that person right now. Nothing was erased.",
+                            ),
+                            vec![],
+                        )
+                    }
+                }
             }
         }
     }
 
+    async fn actor_of(&self, speaking: &Speaking) -> Result<Actor, Reply> {
+        match &speaking.person {
+            None => Ok(Actor::Anonymous),
+            Some(p) => match self.store.roles_of(p.id).await {
+                Ok(roles) => Ok(Actor::Person {
+                    person: p.clone(),
+                    roles,
+                }),
+                Err(e) => {
+                    tracing::warn!(error = %e, "roles unavailable");
+                    Err(private(
+                        "Sorry, I can't check your permissions right now. Please try again.",
+                    ))
+                }
+            },
+        }
+    }
+
+    async fn chat_command(
+        &self,
+        tenant: &TenantRuntime,
+        speaking: &Speaking,
+        msg: &Inbound,
+        words: &str,
+    ) -> (Reply, Vec<String>) {
+        let actor = match self.actor_of(speaking).await {
+            Ok(a) => a,
+            Err(reply) => return (reply, vec![]),
+        };
+        let parsed = commands::parse(words);
+        let word = parsed.as_ref().map(|c| c.word()).unwrap_or("help");
+        let out = match parsed {
+            Ok(Command::Forget { who }) => {
+                self.ask_erase(tenant, &actor, speaking, msg, &who).await
+            }
+            Ok(cmd) => self.run_command(tenant, &actor, msg.channel, cmd).await,
+            Err(e) => CommandOutput::Usage(e.to_string()),
+        };
+        render_output(out, word)
+    }
+
+    /// `/koji forget WHO` in chat: the same checks as the erasure, then a confirmation.
+    async fn ask_erase(
+        &self,
+        tenant: &TenantRuntime,
+        actor: &Actor,
+        speaking: &Speaking,
+        msg: &Inbound,
+        who: &str,
+    ) -> CommandOutput {
+        if let Some(refusal) = self.require(tenant, actor, Permission::UsersErase, "forget") {
+            return refusal;
+        }
+        let tid = tenant.config.id.as_str();
+        let target = match self.store.find_person(tid, who).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                return CommandOutput::NotFound(format!(
+                    "No one in {} matches `{who}`.",
+                    tenant.name
+                ));
+            }
+            Err(e) => return unavailable_output(e),
+        };
+        if let Actor::Person { person, .. } = actor
+            && person.id == target.id
+        {
+            return CommandOutput::Refused("You cannot erase yourself; ask another admin.".into());
+        }
+        let label = crate::store::people::label_of(&target);
+        let state = ConvState::EraseConfirmation {
+            person_id: target.id,
+            label: label.clone(),
+            expires_at: self.clock.now_micros() + CONFIRM_MICROS,
+        };
+        if let Err(e) = self
+            .set_state(tid, msg, speaking.identity_id, Some(state))
+            .await
+        {
+            return unavailable_output(e);
+        }
+        CommandOutput::Confirm {
+            text: format!(
+                "This erases everything Koji keeps about {label}: exchanges, identities, sessions, interests and profile. \
+                 It cannot be undone. Reply `yes` within 5 minutes to erase, or anything else to cancel."
+            ),
+        }
+    }
+
+    /// Erases a person (after confirmation), with the same checks on every path.
+    pub async fn erase(
+        &self,
+        tenant: &TenantRuntime,
+        actor: &Actor,
+        channel: Channel,
+        target: &PersonRef,
+    ) -> Result<CommandOutput, StoreError> {
+        if let Some(refusal) = self.require(tenant, actor, Permission::UsersErase, "forget") {
+            return Ok(refusal);
+        }
+        if let Actor::Person { person, .. } = actor
+            && person.id == target.id
+        {
+            return Ok(CommandOutput::Refused(
+                "You cannot erase yourself; ask another admin.".into(),
+            ));
+        }
+        let label = crate::store::people::label_of(target);
+        match self
+            .store
+            .erase_person(&tenant.config.id, target, &acting(actor, channel))
+            .await?
+        {
+            Ok(_) => {
+                self.forget_speakers();
+                Ok(CommandOutput::Text(format!(
+                    "Erased everything Koji kept about {label}."
+                )))
+            }
+            Err(refusal) => Ok(CommandOutput::Refused(format!("Not erased: {refusal}."))),
+        }
+    }
+}
+
+fn unavailable_output(e: StoreError) -> CommandOutput {
+    tracing::warn!(error = %e, "command failed");
+    CommandOutput::Text(
+        "Sorry, I couldn't do that right now (the database is unavailable). Please try again."
+            .into(),
+    )
+}
+
+/// A command's output as a chat reply (always private) and the action it records.
+fn render_output(out: CommandOutput, word: &str) -> (Reply, Vec<String>) {
+    let action = vec![format!("command.{word}")];
+    match out {
+        CommandOutput::Report(report, format) => {
+            let reply = match format {
+                Format::Text => {
+                    let table = report.to_table(CHAT_ROWS);
+                    let mut r = private(table_text(&table));
+                    r.attachments.push(Attachment::Table(table));
+                    r
+                }
+                Format::Json | Format::Csv => {
+                    let (ext, media) = if format == Format::Json {
+                        ("json", "application/json")
+                    } else {
+                        ("csv", "text/csv")
+                    };
+                    let content = report.render(format);
+                    document(format!("koji-{}.{ext}", report.name()), ext, media, content)
+                }
+            };
+            (reply, action)
+        }
+        CommandOutput::Text(t) | CommandOutput::Audit(t) => (private(t), action),
+        CommandOutput::Export(v) => {
+            let content = serde_json::to_string_pretty(&v).unwrap_or_default();
+            (
+                document(
+                    "koji-export.json".into(),
+                    "json",
+                    "application/json",
+                    content,
+                ),
+                action,
+            )
+        }
+        CommandOutput::Confirm { text } => {
+            let mut r = private(text);
+            r.attachments.push(Attachment::Buttons {
+                buttons: vec![
+                    koji_channel::Button {
+                        label: "Confirm erase".into(),
+                        value: "yes".into(),
+                    },
+                    koji_channel::Button {
+                        label: "Cancel".into(),
+                        value: "no".into(),
+                    },
+                ],
+            });
+            (r, action)
+        }
+        CommandOutput::Refused(t) | CommandOutput::Usage(t) | CommandOutput::NotFound(t) => {
+            (private(t), vec![])
+        }
+    }
+}
+
+fn document(filename: String, ext: &str, media: &str, content: String) -> Reply {
+    let mut r = private(format!("```{ext}\n{}\n```", content.trim_end()));
+    r.attachments.push(Attachment::Document {
+        filename,
+        media_type: media.to_string(),
+        content,
+    });
+    r
+}
+
+fn acting(actor: &Actor, channel: Channel) -> crate::store::people::Acting {
+    use crate::store::people::{Acting, label_of};
+    match actor {
+        Actor::Operator => Acting {
+            label: "operator".into(),
+            person_id: None,
+            channel,
+        },
+        Actor::Person { person, .. } => Acting {
+            label: label_of(person),
+            person_id: Some(person.id),
+            channel,
+        },
+        Actor::Anonymous => Acting {
+            label: "anonymous".into(),
+            person_id: None,
+            channel,
+        },
+    }
+}
+
+impl Core {
     fn require(
         &self,
         tenant: &TenantRuntime,
@@ -628,9 +957,10 @@ impl Core {
         &self,
         tenant: &TenantRuntime,
         actor: &Actor,
+        channel: Channel,
         cmd: Command,
     ) -> CommandOutput {
-        match self.try_command(tenant, actor, cmd).await {
+        match self.try_command(tenant, actor, channel, cmd).await {
             Ok(out) => out,
             Err(e) => {
                 tracing::warn!(error = %e, "command failed");
@@ -643,6 +973,7 @@ impl Core {
         &self,
         tenant: &TenantRuntime,
         actor: &Actor,
+        channel: Channel,
         cmd: Command,
     ) -> Result<CommandOutput, StoreError> {
         let word = cmd.word();
@@ -783,9 +1114,113 @@ impl Core {
                     }
                 }
             }
-            other => Ok(CommandOutput::Text(format!(
-                "/koji {} is not available in this version of Koji yet.",
-                other.word()
+            Command::Grant { who, role } | Command::Revoke { who, role } => {
+                let grant = word == "grant";
+                if let Some(refusal) = self.require(tenant, actor, Permission::RolesManage, word) {
+                    return Ok(refusal);
+                }
+                if !tenant.roles.exists(&role) {
+                    let known: Vec<&str> = tenant.roles.iter().map(|(r, _)| r).collect();
+                    return Ok(CommandOutput::Usage(format!(
+                        "{} has no role `{role}` (roles: {}).",
+                        tenant.name,
+                        known.join(", ")
+                    )));
+                }
+                let target = match self.store.find_person(tid, &who).await? {
+                    Some(p) => p,
+                    // Granting to an email nobody has used yet provisions that person.
+                    None if grant && normalise_email(&who).is_some() => {
+                        let email = normalise_email(&who).expect("checked");
+                        let by = acting(actor, channel);
+                        self.store
+                            .import_person(tid, &email, None, tenant.kind_of(&email), &[], &by)
+                            .await?;
+                        match self.store.find_person(tid, &email).await? {
+                            Some(p) => p,
+                            None => {
+                                return Ok(CommandOutput::NotFound(format!(
+                                    "No one in {} matches `{who}`.",
+                                    tenant.name
+                                )));
+                            }
+                        }
+                    }
+                    None => {
+                        return Ok(CommandOutput::NotFound(format!(
+                            "No one in {} matches `{who}`.",
+                            tenant.name
+                        )));
+                    }
+                };
+                if let Actor::Person { person, .. } = actor
+                    && person.id == target.id
+                {
+                    return Ok(CommandOutput::Refused(
+                        "You cannot change your own roles; ask another admin.".into(),
+                    ));
+                }
+                let by = acting(actor, channel);
+                let result = if grant {
+                    self.store.grant_role(tid, &target, &role, &by).await?
+                } else {
+                    self.store.revoke_role(tid, &target, &role, &by).await?
+                };
+                let label = crate::store::people::label_of(&target);
+                Ok(match result {
+                    Ok(()) => {
+                        let roles = self.store.roles_of(target.id).await?;
+                        CommandOutput::Text(format!(
+                            "{} the role {role} {} {label}, who now has: {}.",
+                            if grant { "Gave" } else { "Took" },
+                            if grant { "to" } else { "from" },
+                            roles.join(", ")
+                        ))
+                    }
+                    Err(refusal) => CommandOutput::Refused(format!("Not changed: {refusal}.")),
+                })
+            }
+            Command::Export { who } => {
+                if let Some(refusal) = self.require(tenant, actor, Permission::UsersExport, word) {
+                    return Ok(refusal);
+                }
+                let Some(target) = self.store.find_person(tid, &who).await? else {
+                    return Ok(CommandOutput::NotFound(format!(
+                        "No one in {} matches `{who}`.",
+                        tenant.name
+                    )));
+                };
+                self.writer.flush().await?;
+                Ok(CommandOutput::Export(
+                    self.store.export_person(tid, &target).await?,
+                ))
+            }
+            Command::Forget { who } => {
+                // The command line confirms before it gets here; chat asks first (ask_erase).
+                if let Some(refusal) = self.require(tenant, actor, Permission::UsersErase, word) {
+                    return Ok(refusal);
+                }
+                let Some(target) = self.store.find_person(tid, &who).await? else {
+                    return Ok(CommandOutput::NotFound(format!(
+                        "No one in {} matches `{who}`.",
+                        tenant.name
+                    )));
+                };
+                self.writer.flush().await?;
+                self.erase(tenant, actor, channel, &target).await
+            }
+            Command::Audit { since, format } => {
+                if let Some(refusal) = self.require(tenant, actor, Permission::RolesManage, word) {
+                    return Ok(refusal);
+                }
+                let since = since_of(since);
+                let rows = self.store.audit_entries(tid, since).await?;
+                Ok(CommandOutput::Audit(crate::reports::audit_text(
+                    tid, now, since, &rows, format,
+                )))
+            }
+            Command::Takeover { .. } | Command::Release => Ok(CommandOutput::Text(format!(
+                "/koji {word} arrives with the help desk's operator handoff; it is not available in this version of Koji yet."
             ))),
         }
     }

@@ -11,6 +11,7 @@ pub mod commands;
 pub mod config;
 pub mod console;
 pub mod conversation;
+pub mod directory;
 pub mod domain;
 pub mod metrics;
 pub mod nlu;

@@ -51,8 +51,13 @@ enum Cmd {
     Revoke { who: String, role: String },
     /// Everything kept about a person, as JSON.
     Export { who: String },
-    /// Erase a person.
-    Forget { who: String },
+    /// Erase a person (asks to confirm unless --yes).
+    Forget {
+        who: String,
+        /// Do not ask: erase at once.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Role changes and erasures.
     #[command(allow_hyphen_values = true)]
     Audit(Words),
@@ -179,17 +184,69 @@ async fn run(cli: Cli, config: Config) -> ExitCode {
             command(config, cli.tenant, vec!["revoke".into(), who, role]).await
         }
         Cmd::Export { who } => command(config, cli.tenant, vec!["export".into(), who]).await,
-        Cmd::Forget { who } => command(config, cli.tenant, vec!["forget".into(), who]).await,
+        Cmd::Forget { who, yes } => {
+            if !yes
+                && !confirm(&format!(
+                    "Erase everything Koji keeps about {who}? This cannot be undone. Type yes: "
+                ))
+            {
+                eprintln!(
+                    "koji: not erased (not confirmed); add --yes to confirm without being asked"
+                );
+                return ExitCode::FAILURE;
+            }
+            command(config, cli.tenant, vec!["forget".into(), who]).await
+        }
         Cmd::Users {
             action: UsersCmd::Import { file },
-        } => {
-            eprintln!(
-                "koji: `users import {}` is not available in this version yet",
-                file.display()
-            );
-            ExitCode::FAILURE
-        }
+        } => import(config, cli.tenant, file).await,
     }
+}
+
+/// Asks on the terminal (or reads one line from a pipe); true for `yes`.
+fn confirm(question: &str) -> bool {
+    eprint!("{question}");
+    let mut line = String::new();
+    if std::io::stdin().read_line(&mut line).is_err() {
+        return false;
+    }
+    matches!(line.trim().to_ascii_lowercase().as_str(), "yes" | "y")
+}
+
+async fn import(config: Config, tenant: Option<String>, file: PathBuf) -> ExitCode {
+    let (core, writer) = match start(config).await {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let code = match core.cli_tenant(tenant.as_deref()) {
+        Err(e) => {
+            eprintln!("koji: {e}");
+            ExitCode::from(2)
+        }
+        Ok(t) => match koji::directory::import_csv(&core.store, t, &file).await {
+            Ok(r) => {
+                println!(
+                    "imported {}: {} new, {} updated, {} unchanged, {} refused",
+                    file.display(),
+                    r.created,
+                    r.updated,
+                    r.unchanged,
+                    r.refused.len()
+                );
+                for (line, why) in &r.refused {
+                    eprintln!("koji: line {line} refused: {why}");
+                }
+                if r.refused.is_empty() {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                }
+            }
+            Err(e) => fail(e),
+        },
+    };
+    stop(core, writer).await;
+    code
 }
 
 fn prefixed(word: &str, rest: Vec<String>) -> Vec<String> {
@@ -286,14 +343,23 @@ async fn command(config: Config, tenant: Option<String>, words: Vec<String>) -> 
             eprintln!("koji: {e}");
             ExitCode::from(2)
         }
-        Ok(t) => match core.run_command(t, &Actor::Operator, cmd).await {
+        Ok(t) => match core
+            .run_command(t, &Actor::Operator, koji_channel::Channel::Console, cmd)
+            .await
+        {
             CommandOutput::Report(report, format) => {
                 let text = report.render(format);
                 println!("{}", text.trim_end());
                 ExitCode::SUCCESS
             }
-            CommandOutput::Text(t) => {
-                println!("{t}");
+            CommandOutput::Text(t)
+            | CommandOutput::Audit(t)
+            | CommandOutput::Confirm { text: t } => {
+                println!("{}", t.trim_end());
+                ExitCode::SUCCESS
+            }
+            CommandOutput::Export(v) => {
+                println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
                 ExitCode::SUCCESS
             }
             CommandOutput::Usage(t) => {

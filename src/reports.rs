@@ -460,6 +460,70 @@ fn csv_cell(s: &str) -> String {
     }
 }
 
+/// `/koji audit`: role changes and erasures, newest first, in the asked format.
+pub fn audit_text(
+    tenant: &str,
+    now: i64,
+    since: i64,
+    rows: &[crate::store::people::AuditRow],
+    format: Format,
+) -> String {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                rfc3339(r.at),
+                r.actor.clone(),
+                r.action.clone(),
+                r.target.clone(),
+                r.role.clone().unwrap_or_default(),
+                r.channel.clone(),
+            ]
+        })
+        .collect();
+    let columns = ["at", "actor", "action", "target", "role", "channel"];
+    match format {
+        Format::Json => {
+            let rows: Vec<Value> = rows
+                .iter()
+                .map(|r| {
+                    json!({"at": rfc3339(r.at), "actor": r.actor, "action": r.action,
+                           "target": r.target, "role": r.role, "channel": r.channel})
+                })
+                .collect();
+            serde_json::to_string_pretty(&json!({
+                "report": "audit",
+                "tenant": tenant,
+                "generated_at": rfc3339(now),
+                "since": rfc3339(since),
+                "total": rows.len(),
+                "rows": rows,
+            }))
+            .unwrap_or_default()
+        }
+        Format::Csv => {
+            let mut out = columns.join(",");
+            out.push('\n');
+            for r in &cells {
+                out.push_str(&r.iter().map(|c| csv_cell(c)).collect::<Vec<_>>().join(","));
+                out.push('\n');
+            }
+            out
+        }
+        Format::Text => table_text(&Table {
+            title: format!("Audit log — {tenant} since {}", rfc3339(since)),
+            summary: vec![format!(
+                "{} entr{}",
+                rows.len(),
+                if rows.len() == 1 { "y" } else { "ies" }
+            )],
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            rows: cells,
+            more: 0,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -259,3 +259,68 @@ fn unsafe_kill(pid: u32) {
         .unwrap();
     assert!(status.success());
 }
+
+#[test]
+fn roles_from_the_terminal_follow_the_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = koji(
+        dir.path(),
+        &["chat", "--as", "admin@acme.test"],
+        Some(
+            "/koji grant dave@example.org operator\n/koji grant admin@acme.test analyst\n/koji revoke dave@example.org operator\n/koji revoke dave@example.org customer\n",
+        ),
+    );
+    let stdout = text(&out.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].contains("now has: customer, operator"), "{stdout}");
+    assert!(lines[1].contains("your own roles"), "{stdout}");
+    assert!(lines[2].contains("now has: customer"), "{stdout}");
+    assert!(lines[3].contains("last role"), "{stdout}");
+
+    let out = koji(dir.path(), &["revoke", "admin@acme.test", "admin"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("last admin"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = koji(dir.path(), &["roles", "dave@example.org"], None);
+    assert!(
+        text(&out.stdout).contains("customer"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    std::fs::write(
+        dir.path().join("people.csv"),
+        "email,name,kind,roles\nivy@acme.test,Ivy,internal,analyst\nbad,x,customer,\n",
+    )
+    .unwrap();
+    let out = koji(dir.path(), &["users", "import", "people.csv"], None);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a refused row makes the exit non-zero"
+    );
+    assert!(text(&out.stdout).contains("1 new"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("line 3 refused"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = koji(dir.path(), &["export", "dave@example.org"], None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("export is JSON");
+    assert_eq!(v["profile"]["person"]["email"], "dave@example.org");
+
+    // forget asks; anything but yes keeps the person.
+    let out = koji(dir.path(), &["forget", "dave@example.org"], Some("no\n"));
+    assert_eq!(out.status.code(), Some(1));
+    let out = koji(dir.path(), &["forget", "dave@example.org"], Some("yes\n"));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = koji(dir.path(), &["report", "user", "dave@example.org"], None);
+    assert_eq!(out.status.code(), Some(1));
+    let out = koji(dir.path(), &["audit"], None);
+    assert!(text(&out.stdout).contains("erase"), "{}", text(&out.stdout));
+}

@@ -393,7 +393,12 @@ async fn people_are_found_by_email_id_identity_and_mention(db: &TestDb) {
     let cmd = koji::commands::parse("user nobody@example.org").unwrap();
     let out = k
         .core
-        .run_command(tenant_rt, &koji::conversation::Actor::Operator, cmd)
+        .run_command(
+            tenant_rt,
+            &koji::conversation::Actor::Operator,
+            koji_channel::Channel::Console,
+            cmd,
+        )
         .await;
     assert!(
         matches!(out, koji::conversation::CommandOutput::NotFound(_)),
@@ -426,8 +431,13 @@ async fn nothing_is_visible_across_tenants(db: &TestDb) {
         async move {
             let t = core.tenant(tenant).unwrap();
             let cmd = koji::commands::parse(words).unwrap();
-            core.run_command(t, &koji::conversation::Actor::Operator, cmd)
-                .await
+            core.run_command(
+                t,
+                &koji::conversation::Actor::Operator,
+                koji_channel::Channel::Console,
+                cmd,
+            )
+            .await
         }
     };
     let total = |out: koji::conversation::CommandOutput| match out {

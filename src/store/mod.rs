@@ -9,6 +9,7 @@
 //! report or a replica needs lives only in one process's memory.
 
 pub mod batch;
+pub mod people;
 pub mod reports;
 
 use crate::domain::{AuthMethod, Channel, Clock, PersonId, PersonKind, PersonRef, day_of};
@@ -141,7 +142,9 @@ pub struct Resolved {
 /// A person Koji should find by email, or create with these attributes and roles.
 #[derive(Debug, Clone)]
 pub struct PersonSeed {
-    pub email: String,
+    /// None: a person known only by this channel identity (a bootstrap admin named as
+    /// `discord:1234`, say).
+    pub email: Option<String>,
     pub name: Option<String>,
     pub kind: PersonKind,
     pub roles: Vec<String>,
@@ -324,44 +327,47 @@ impl Store {
                 .and_then(|e| AuthMethod::parse(&e.2))
                 .unwrap_or(AuthMethod::Anonymous);
             if let Some(seed) = seed {
-                let found: Option<i64> = sqlx::query_scalar(
-                    "select id from people where tenant_id = $1 and email = $2",
-                )
-                .bind(tenant_id)
-                .bind(&seed.email)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let pid = match found {
-                    Some(id) => id,
+                let found: Option<i64> = match &seed.email {
+                    Some(email) => sqlx::query_scalar("select id from people where tenant_id = $1 and email = $2")
+                        .bind(tenant_id)
+                        .bind(email)
+                        .fetch_optional(&mut *tx)
+                        .await?,
+                    None => person_id,
+                };
+                let (pid, created) = match found {
+                    Some(id) => (id, false),
                     None => {
                         let id: i64 = sqlx::query_scalar(
                             "insert into people (tenant_id, email, name, kind, email_verified, locale, time_zone, created_at)
-                             values ($1, $2, $3, $4, 1, $5, $6, $7) returning id",
+                             values ($1, $2, $3, $4, $5, $6, $7, $8) returning id",
                         )
                         .bind(tenant_id)
                         .bind(&seed.email)
                         .bind(&seed.name)
                         .bind(seed.kind.as_str())
+                        .bind(seed.email.is_some() as i64)
                         .bind(&seed.locale)
                         .bind(&seed.time_zone)
                         .bind(now)
                         .fetch_one(&mut *tx)
                         .await?;
-                        for role in &seed.roles {
-                            sqlx::query(
-                                "insert into person_roles (tenant_id, person_id, role, granted_at)
-                                 values ($1, $2, $3, $4) on conflict do nothing",
-                            )
-                            .bind(tenant_id)
-                            .bind(id)
-                            .bind(role)
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        id
+                        (id, true)
                     }
                 };
+                // Only a new person gets the seed's roles: an existing one keeps theirs.
+                for role in seed.roles.iter().filter(|_| created) {
+                    sqlx::query(
+                        "insert into person_roles (tenant_id, person_id, role, granted_at)
+                         values ($1, $2, $3, $4) on conflict do nothing",
+                    )
+                    .bind(tenant_id)
+                    .bind(pid)
+                    .bind(role)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
                 person_id = Some(pid);
                 method = auth_method;
             }
@@ -667,4 +673,36 @@ pub fn redact_url(url: &str) -> String {
         return format!("{scheme}://{user}:***@{host}");
     }
     url.to_string()
+}
+
+impl Store {
+    /// Grants `role` to the people linked to these channel identities (`channel:external_id`).
+    pub async fn grant_by_identity(
+        &self,
+        tenant_id: &str,
+        identities: &[(String, String)],
+        role: &str,
+    ) -> Result<u64> {
+        let now = self.now();
+        let mut n = 0;
+        with_pool!(&self.pool, p, _d => {
+            for (channel, external_id) in identities {
+                let r = sqlx::query(
+                    "insert into person_roles (tenant_id, person_id, role, granted_at)
+                     select tenant_id, person_id, $4, $5 from identities
+                     where tenant_id = $1 and channel = $2 and external_id = $3 and person_id is not null
+                     on conflict do nothing",
+                )
+                .bind(tenant_id)
+                .bind(channel)
+                .bind(external_id)
+                .bind(role)
+                .bind(now)
+                .execute(p)
+                .await?;
+                n += r.rows_affected();
+            }
+        });
+        Ok(n)
+    }
 }

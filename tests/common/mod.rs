@@ -163,7 +163,12 @@ impl Running {
         let cmd = koji::commands::parse(words).expect("valid command");
         match self
             .core
-            .run_command(tenant, &koji::conversation::Actor::Operator, cmd)
+            .run_command(
+                tenant,
+                &koji::conversation::Actor::Operator,
+                Channel::Console,
+                cmd,
+            )
             .await
         {
             koji::conversation::CommandOutput::Report(r, _) => r.to_json(),

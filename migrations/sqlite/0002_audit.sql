@@ -1,0 +1,15 @@
+-- Audit log of role changes and erasures (SQLite flavour; keep in step with postgres).
+create table audit_log (
+    id integer primary key autoincrement,
+    tenant_id text not null,
+    at integer not null,
+    actor text not null,                 -- who: an email, a channel identity, or `operator`
+    actor_person_id integer,
+    action text not null,                -- grant | revoke | erase
+    target text not null,                -- whom, as shown; `(erased)` once the person is erased
+    target_person_id integer,
+    role text,
+    channel text not null                -- through which channel (console for the command line)
+);
+create index audit_tenant_at on audit_log(tenant_id, at);
+create index audit_target on audit_log(target_person_id);
