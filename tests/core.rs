@@ -257,7 +257,17 @@ async fn anonymous_speakers_are_offered_sign_in_and_refused_commands(db: &TestDb
 }
 
 async fn periods_count_only_what_happened_in_them(db: &TestDb) {
+    periods_case(db, 2000).await;
+}
+
+/// The same, with period figures read from the whole window rather than person by person.
+async fn periods_count_the_same_when_read_for_the_whole_window(db: &TestDb) {
+    periods_case(db, 0).await;
+}
+
+async fn periods_case(db: &TestDb, window_threshold: usize) {
     let k = Running::start(db).await;
+    k.core.store.set_window_threshold(window_threshold);
     // Ten days ago: frank asks twice, gina only says hello.
     let now = k.clock.clone();
     let start = common::T0;
@@ -488,6 +498,7 @@ on_both_backends!(
     reports_in_chat_need_the_reports_permission,
     anonymous_speakers_are_offered_sign_in_and_refused_commands,
     periods_count_only_what_happened_in_them,
+    periods_count_the_same_when_read_for_the_whole_window,
     top_n_lists_the_busiest_and_channels_filter,
     people_are_found_by_email_id_identity_and_mention,
     nothing_is_visible_across_tenants,

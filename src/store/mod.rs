@@ -68,15 +68,27 @@ pub struct Dialect {
     pub begin_write: &'static str,
     /// `FROM` source of a JSON array parameter `$1`, one row per element, column `value`.
     pub json_rows: &'static str,
+    /// `{agg} a, b {/agg}` aggregates rows into one JSON array of arrays (as text), so a
+    /// many-row answer crosses the driver as one value.
+    pub agg_open: &'static str,
+    pub agg_close: &'static str,
+    /// `{group_concat}(x, ',')`
+    pub group_concat: &'static str,
 }
 
 pub static SQLITE: Dialect = Dialect {
     begin_write: "BEGIN IMMEDIATE",
     json_rows: "json_each($1)",
+    agg_open: "json_group_array(json_array(",
+    agg_close: "))",
+    group_concat: "group_concat",
 };
 pub static POSTGRES: Dialect = Dialect {
     begin_write: "BEGIN",
     json_rows: "jsonb_array_elements(CAST($1 AS jsonb)) AS j(value)",
+    agg_open: "coalesce(json_agg(json_build_array(",
+    agg_close: ")), '[]')::text",
+    group_concat: "string_agg",
 };
 
 /// Runs `$body` with `$p` bound to the concrete pool and `$d` to its [`Dialect`].
@@ -109,8 +121,12 @@ impl DialectSql {
     pub fn new(template: &'static str) -> DialectSql {
         let build = |d: &'static Dialect| -> Box<dyn Fn() -> &'static str + Send + Sync> {
             Box::new(move || {
-                let s: &'static str =
-                    Box::leak(template.replace("{rows}", d.json_rows).into_boxed_str());
+                let sql = template
+                    .replace("{rows}", d.json_rows)
+                    .replace("{agg}", d.agg_open)
+                    .replace("{/agg}", d.agg_close)
+                    .replace("{group_concat}", d.group_concat);
+                let s: &'static str = Box::leak(sql.into_boxed_str());
                 s
             })
         };
@@ -176,6 +192,8 @@ pub struct SessionInfo {
 pub struct Store {
     pool: Pool,
     clock: Arc<dyn Clock>,
+    /// Above this many people, period reports aggregate the whole window in one pass.
+    window_threshold: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for Store {
@@ -240,7 +258,23 @@ impl Store {
                 .map_err(connect_err)?;
             Pool::Postgres(pool)
         };
-        Ok(Store { pool, clock })
+        Ok(Store {
+            pool,
+            clock,
+            window_threshold: Arc::new(std::sync::atomic::AtomicUsize::new(2000)),
+        })
+    }
+
+    /// How many people make a period report read the whole window instead of each person
+    /// (tests lower it to cover both ways).
+    pub fn set_window_threshold(&self, n: usize) {
+        self.window_threshold
+            .store(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn window_threshold(&self) -> usize {
+        self.window_threshold
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn backend(&self) -> &'static str {

@@ -2,11 +2,11 @@
 //! group commit, touching raw messages only for one person's history and for the partial
 //! first day of a period, so each answers in milliseconds however long the history is.
 
-use super::{DialectSql, Result, Store, person_from_row, with_pool};
+use super::{DialectSql, Result, Store, with_pool};
 use crate::domain::{MICROS_PER_DAY, PersonId, PersonRef, day_of};
 use serde::Serialize;
 use sqlx::Row;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 #[derive(Debug, Clone, Serialize)]
@@ -102,16 +102,13 @@ struct StatRow {
 
 const STAT_COLUMNS: &str = "person_id, messages_in, messages_out, specific_in, actions, help_actions, sessions, first_seen, last_seen";
 
-static PEOPLE_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
+/// People by id, each with the channels they used since `$3`, as one JSON document.
+static PEOPLE_WITH_CHANNELS: LazyLock<DialectSql> = LazyLock::new(|| {
     DialectSql::new(
-        "select id, name, email, kind from people where id in (select cast(value ->> 0 as bigint) from {rows})",
-    )
-});
-static CHANNELS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
-    DialectSql::new(
-        "select person_id, channel from person_stats
-         where tenant_id = $2 and channel <> '*' and last_seen >= $3
-           and person_id in (select cast(value ->> 0 as bigint) from {rows})",
+        "select {agg} p.id, p.name, p.email, p.kind,
+                (select {group_concat}(c.channel, ',') from person_stats c
+                 where c.tenant_id = $2 and c.person_id = p.id and (c.channel || '') <> '*' and +c.last_seen >= $3) {/agg}
+         from people p where p.id in (select cast(value ->> 0 as bigint) from {rows})",
     )
 });
 static DAYS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
@@ -119,7 +116,7 @@ static DAYS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
         "select person_id, cast(sum(messages_in) as bigint), cast(sum(messages_out) as bigint), cast(sum(specific_in) as bigint),
                 cast(sum(actions) as bigint), cast(sum(help_actions) as bigint), cast(sum(sessions) as bigint)
          from person_days
-         where tenant_id = $2 and channel = $3 and day > $4
+         where tenant_id = $2 and (channel || '') = $3 and +day > $4
            and person_id in (select cast(value ->> 0 as bigint) from {rows})
          group by person_id",
     )
@@ -343,33 +340,53 @@ impl Store {
         } else {
             ""
         };
+        // Paged by activity: walk the (tenant, channel, messages) index; `+` keeps the
+        // planner from sorting everyone seen since `since` instead.
+        let seen = if limit.is_some() {
+            "+last_seen"
+        } else {
+            "last_seen"
+        };
         let sql = format!(
-            "select {STAT_COLUMNS} from person_stats where tenant_id = $1 and channel = $2 and last_seen >= $3 {extra} {order}"
+            "select {STAT_COLUMNS} from person_stats where tenant_id = $1 and channel = $2 and {seen} >= $3 {extra} {order}"
         );
-        with_pool!(self.pool(), p, _d => {
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(channel).bind(since);
+        type Stat = (i64, i64, i64, i64, i64, i64, i64, i64, i64);
+        let json: String = with_pool!(self.pool(), p, d => {
+            let wrapped = format!("select {} {STAT_COLUMNS} {} from ({sql}) s", d.agg_open, d.agg_close);
+            let mut q = sqlx::query_scalar(sqlx::AssertSqlSafe(wrapped)).bind(tenant_id).bind(channel).bind(since);
             if let Some(l) = limit {
                 q = q.bind(l as i64).bind(offset as i64);
             }
-            let rows = q.fetch_all(p).await?;
-            rows.iter()
-                .map(|r| {
-                    Ok(StatRow {
-                        person_id: r.try_get(0)?,
-                        activity: Activity {
-                            messages_in: r.try_get(1)?,
-                            messages_out: r.try_get(2)?,
-                            specific_in: r.try_get(3)?,
-                            actions: r.try_get(4)?,
-                            help_actions: r.try_get(5)?,
-                            sessions: r.try_get(6)?,
-                        },
-                        first_seen: r.try_get(7)?,
-                        last_seen: r.try_get(8)?,
-                    })
-                })
-                .collect()
-        })
+            q.fetch_one(p).await?
+        });
+        let rows: Vec<Stat> =
+            serde_json::from_str(&json).map_err(|e| super::StoreError::Database(e.to_string()))?;
+        let mut out: Vec<StatRow> = rows
+            .into_iter()
+            .map(|r| StatRow {
+                person_id: r.0,
+                activity: Activity {
+                    messages_in: r.1,
+                    messages_out: r.2,
+                    specific_in: r.3,
+                    actions: r.4,
+                    help_actions: r.5,
+                    sessions: r.6,
+                },
+                first_seen: r.7,
+                last_seen: r.8,
+            })
+            .collect();
+        if limit.is_some() {
+            // Aggregates keep no promise about order: restore the page's.
+            out.sort_by(|a, b| {
+                b.activity
+                    .messages()
+                    .cmp(&a.activity.messages())
+                    .then(a.person_id.cmp(&b.person_id))
+            });
+        }
+        Ok(out)
     }
 
     /// Replaces lifetime figures by the figures within the period for people first seen
@@ -393,16 +410,61 @@ impl Store {
         let since_day = day_of(since);
         let day_end = (since_day + 1) * MICROS_PER_DAY;
         let mut period: HashMap<PersonId, Activity> = HashMap::new();
-        for chunk in older.chunks(5000) {
+        let mut edge_only = None;
+        if older.len() > self.window_threshold() {
+            // Many people: one pass over the window's days beats looking each one up.
+            let wanted: std::collections::HashSet<PersonId> = older.iter().copied().collect();
+            with_pool!(self.pool(), p, _d => {
+                let rows = sqlx::query(
+                    "select person_id, cast(sum(messages_in) as bigint), cast(sum(messages_out) as bigint), cast(sum(specific_in) as bigint),
+                            cast(sum(actions) as bigint), cast(sum(help_actions) as bigint), cast(sum(sessions) as bigint)
+                     from person_days where tenant_id = $1 and channel = $2 and day > $3 group by person_id",
+                )
+                .bind(tenant_id)
+                .bind(channel)
+                .bind(since_day)
+                .fetch_all(p)
+                .await?;
+                for r in rows {
+                    let pid: i64 = r.try_get(0)?;
+                    if !wanted.contains(&pid) {
+                        continue;
+                    }
+                    let a = period.entry(pid).or_default();
+                    a.messages_in += r.try_get::<i64, _>(1)?;
+                    a.messages_out += r.try_get::<i64, _>(2)?;
+                    a.specific_in += r.try_get::<i64, _>(3)?;
+                    a.actions += r.try_get::<i64, _>(4)?;
+                    a.help_actions += r.try_get::<i64, _>(5)?;
+                    a.sessions += r.try_get::<i64, _>(6)?;
+                }
+                // Only people active on the period's first (partial) day need their messages read.
+                let edge: Vec<i64> = sqlx::query_scalar(
+                    "select person_id from person_days where tenant_id = $1 and channel = $2 and day = $3",
+                )
+                .bind(tenant_id)
+                .bind(channel)
+                .bind(since_day)
+                .fetch_all(p)
+                .await?;
+                edge_only = Some(edge.into_iter().filter(|p| wanted.contains(p)).collect::<Vec<_>>());
+            });
+        }
+        let lookups: &[PersonId] = edge_only.as_deref().unwrap_or(&older);
+        for chunk in lookups.chunks(5000) {
             let ids = ids_json(chunk);
             with_pool!(self.pool(), p, d => {
-                let rows = sqlx::query(DAYS_BY_IDS.get(d))
-                    .bind(&ids)
-                    .bind(tenant_id)
-                    .bind(channel)
-                    .bind(since_day)
-                    .fetch_all(p)
-                    .await?;
+                let rows = if edge_only.is_some() {
+                    Vec::new()
+                } else {
+                    sqlx::query(DAYS_BY_IDS.get(d))
+                        .bind(&ids)
+                        .bind(tenant_id)
+                        .bind(channel)
+                        .bind(since_day)
+                        .fetch_all(p)
+                        .await?
+                };
                 for r in rows {
                     let a = period.entry(r.try_get(0)?).or_default();
                     a.messages_in += r.try_get::<i64, _>(1)?;
@@ -453,36 +515,50 @@ impl Store {
         since: i64,
         stats: Vec<StatRow>,
     ) -> Result<Vec<ActivityRow>> {
-        let mut people: HashMap<PersonId, PersonRef> = HashMap::with_capacity(stats.len());
-        let mut channels: HashMap<PersonId, BTreeSet<String>> = HashMap::new();
+        type Found = (i64, Option<String>, Option<String>, String, Option<String>);
+        let mut people: HashMap<PersonId, (PersonRef, Vec<String>)> =
+            HashMap::with_capacity(stats.len());
         let ids: Vec<PersonId> = stats.iter().map(|s| s.person_id).collect();
-        for chunk in ids.chunks(5000) {
+        for chunk in ids.chunks(20_000) {
             let json = ids_json(chunk);
-            with_pool!(self.pool(), p, d => {
-                for r in sqlx::query(PEOPLE_BY_IDS.get(d)).bind(&json).fetch_all(p).await? {
-                    let person = person_from_row(&r)?;
-                    people.insert(person.id, person);
-                }
-                for r in sqlx::query(CHANNELS_BY_IDS.get(d))
+            let found: String = with_pool!(self.pool(), p, d => {
+                sqlx::query_scalar(PEOPLE_WITH_CHANNELS.get(d))
                     .bind(&json)
                     .bind(tenant_id)
                     .bind(since)
-                    .fetch_all(p)
+                    .fetch_one(p)
                     .await?
-                {
-                    channels.entry(r.try_get(0)?).or_default().insert(r.try_get(1)?);
-                }
             });
+            let found: Vec<Found> = serde_json::from_str(&found)
+                .map_err(|e| super::StoreError::Database(e.to_string()))?;
+            for (id, name, email, kind, channels) in found {
+                let mut channels: Vec<String> = channels
+                    .map(|c| c.split(',').map(str::to_string).collect())
+                    .unwrap_or_default();
+                channels.sort();
+                let kind = crate::domain::PersonKind::parse(&kind)
+                    .unwrap_or(crate::domain::PersonKind::Customer);
+                people.insert(
+                    id,
+                    (
+                        PersonRef {
+                            id,
+                            name,
+                            email,
+                            kind,
+                        },
+                        channels,
+                    ),
+                );
+            }
         }
         Ok(stats
             .into_iter()
             .filter_map(|s| {
+                let (person, channels) = people.remove(&s.person_id)?;
                 Some(ActivityRow {
-                    person: people.remove(&s.person_id)?,
-                    channels: channels
-                        .remove(&s.person_id)
-                        .map(|c| c.into_iter().collect())
-                        .unwrap_or_default(),
+                    person,
+                    channels,
                     activity: s.activity,
                     first_seen: s.first_seen,
                     last_seen: s.last_seen,
