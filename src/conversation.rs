@@ -141,6 +141,11 @@ struct Speaking {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "awaiting", rename_all = "snake_case")]
 pub enum ConvState {
+    /// A portal visitor must give a contact email before anything else.
+    AwaitingEmail {
+        /// The portal admits only people it knows (through a one-time code).
+        known_only: bool,
+    },
     /// `/koji forget WHO` asked; a `yes` before `expires_at` erases the person.
     EraseConfirmation {
         person_id: i64,
@@ -545,7 +550,86 @@ impl Core {
         Ok(s)
     }
 
-    async fn set_state(
+    /// The portal visitor's answer to "what is your email address?".
+    async fn capture_email(
+        &self,
+        tenant: &TenantRuntime,
+        speaking: &Speaking,
+        msg: &Inbound,
+        known_only: bool,
+    ) -> (Reply, Vec<String>) {
+        let tid = tenant.config.id.as_str();
+        let ask_again = |text: String| async move {
+            let state = ConvState::AwaitingEmail { known_only };
+            if let Err(e) = self
+                .set_state(tid, msg, speaking.identity_id, Some(state))
+                .await
+            {
+                tracing::warn!(error = %e, "conversation state not kept");
+            }
+            (Reply::text(text), Vec::new())
+        };
+        let Some(email) = normalise_email(msg.text.trim()) else {
+            return ask_again(
+                "That doesn't look like an email address. Please type your email address (for example name@example.com) so we can help you."
+                    .into(),
+            )
+            .await;
+        };
+        let needs_code = "To protect their history we need to verify it with a one-time code, and this server cannot send email codes yet. Please use another address, or ask your help desk.";
+        if known_only {
+            return ask_again(format!(
+                "Signing in here needs a one-time code sent to {email}. {needs_code}"
+            ))
+            .await;
+        }
+        match self
+            .store
+            .link_portal_visitor(
+                tid,
+                speaking.identity_id,
+                speaking.session_id,
+                &email,
+                tenant.kind_of(&email),
+            )
+            .await
+        {
+            Ok(Ok(person)) => {
+                self.forget_speaker(tid, msg);
+                (
+                    Reply::text(format!(
+                        "Thanks! You're talking to the {} help desk as {}. How can I help?",
+                        tenant.name,
+                        person.email.as_deref().unwrap_or("a customer")
+                    )),
+                    vec!["auth_completed".to_string()],
+                )
+            }
+            Ok(Err(crate::store::LinkRefusal::AlreadyKnown)) => {
+                ask_again(format!(
+                    "{email} already belongs to someone we know. {needs_code}"
+                ))
+                .await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "portal email not linked");
+                ask_again("Sorry, I couldn't take your email right now. Please try again.".into())
+                    .await
+            }
+        }
+    }
+
+    /// Forgets this process's memory of one speaker (their identity or session changed).
+    pub fn forget_speaker(&self, tenant_id: &str, msg: &Inbound) {
+        let key: SpeakerKey = (
+            Arc::from(tenant_id),
+            msg.channel,
+            msg.speaker.external_id.clone(),
+        );
+        self.speakers.lock().expect("speaker cache").remove(&key);
+    }
+
+    pub(crate) async fn set_state(
         &self,
         tenant_id: &str,
         msg: &Inbound,
@@ -567,6 +651,14 @@ impl Core {
             s.state = state;
         }
         Ok(())
+    }
+
+    pub(crate) fn writer(&self) -> &BatchWriter {
+        &self.writer
+    }
+
+    pub(crate) fn now(&self) -> i64 {
+        self.clock.now_micros()
     }
 
     /// Forgets what this process remembers about who is speaking (after sign-out, erasure…).
@@ -653,6 +745,9 @@ impl Core {
             );
         }
         match state {
+            ConvState::AwaitingEmail { known_only } => {
+                self.capture_email(tenant, speaking, msg, known_only).await
+            }
             ConvState::EraseConfirmation {
                 person_id,
                 label,

@@ -15,6 +15,7 @@ pub mod directory;
 pub mod domain;
 pub mod metrics;
 pub mod nlu;
+pub mod portal;
 pub mod reports;
 pub mod roles;
 pub mod server;

@@ -11,12 +11,19 @@ use std::sync::Arc;
 
 pub fn router(core: Arc<Core>) -> Router {
     let limit = core.config.server.max_body_bytes;
+    let portal = koji_portal::router(
+        core.clone(),
+        koji_portal::PortalSettings {
+            trust_forwarded_for: core.config.server.trust_forwarded_for,
+        },
+    );
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .with_state(core)
+        .merge(portal)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(core)
 }
 
 async fn healthz() -> &'static str {

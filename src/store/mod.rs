@@ -740,3 +740,163 @@ impl Store {
         Ok(n)
     }
 }
+
+/// A session found by its token.
+#[derive(Debug, Clone)]
+pub struct TokenSession {
+    pub session_id: i64,
+    pub tenant_id: String,
+    pub identity_id: i64,
+    pub external_id: String,
+    pub channel: String,
+    pub last_interaction_at: i64,
+    pub ended: bool,
+}
+
+/// Why an email was not linked to a portal visitor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LinkRefusal {
+    /// The email belongs to a person already: linking needs the one-time code.
+    AlreadyKnown,
+}
+
+impl Store {
+    pub async fn session_by_token(&self, token: &str) -> Result<Option<TokenSession>> {
+        let hash = hash_token(token);
+        with_pool!(&self.pool, p, _d => {
+            let row = sqlx::query(
+                "select s.id, s.tenant_id, s.identity_id, i.external_id, s.channel, s.last_interaction_at, s.ended_at
+                 from sessions s join identities i on i.id = s.identity_id where s.token_hash = $1",
+            )
+            .bind(hash)
+            .fetch_optional(p)
+            .await?;
+            match row {
+                None => Ok(None),
+                Some(r) => {
+                    let ended: Option<i64> = r.try_get(6)?;
+                    Ok(Some(TokenSession {
+                        session_id: r.try_get(0)?,
+                        tenant_id: r.try_get(1)?,
+                        identity_id: r.try_get(2)?,
+                        external_id: r.try_get(3)?,
+                        channel: r.try_get(4)?,
+                        last_interaction_at: r.try_get(5)?,
+                        ended: ended.is_some(),
+                    }))
+                }
+            }
+        })
+    }
+
+    /// Ends a session (logout, idle); its token stops working.
+    pub async fn end_session(&self, session_id: i64, at: i64, reason: &str) -> Result<()> {
+        with_pool!(&self.pool, p, _d => {
+            sqlx::query("update sessions set ended_at = $1, end_reason = $2 where id = $3 and ended_at is null")
+                .bind(at)
+                .bind(reason)
+                .bind(session_id)
+                .execute(p)
+                .await?;
+            Ok(())
+        })
+    }
+
+    /// A portal visitor gave a contact email no one has: they become a customer (email not
+    /// verified), their identity is linked, and — the identity having changed — their session
+    /// ends and a new one starts. The browser's token moves to the new session.
+    pub async fn link_portal_visitor(
+        &self,
+        tenant_id: &str,
+        identity_id: i64,
+        old_session: i64,
+        email: &str,
+        kind: PersonKind,
+    ) -> Result<std::result::Result<PersonRef, LinkRefusal>> {
+        let now = self.now();
+        with_pool!(&self.pool, p, d => {
+            let mut tx = p.begin_with(d.begin_write).await?;
+            let known: Option<i64> = sqlx::query_scalar("select id from people where tenant_id = $1 and email = $2")
+                .bind(tenant_id)
+                .bind(email)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if known.is_some() {
+                tx.rollback().await?;
+                return Ok(Err(LinkRefusal::AlreadyKnown));
+            }
+            let pid: i64 = sqlx::query_scalar(
+                "insert into people (tenant_id, email, kind, email_verified, created_at) values ($1, $2, $3, 0, $4) returning id",
+            )
+            .bind(tenant_id)
+            .bind(email)
+            .bind(kind.as_str())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query("insert into person_roles (tenant_id, person_id, role, granted_at) values ($1, $2, 'customer', $3)")
+                .bind(tenant_id)
+                .bind(pid)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("update identities set person_id = $1, auth_method = 'portal_email', authenticated_at = $2 where id = $3")
+                .bind(pid)
+                .bind(now)
+                .bind(identity_id)
+                .execute(&mut *tx)
+                .await?;
+            let old = sqlx::query("select token_hash, ip, user_agent, channel from sessions where id = $1")
+                .bind(old_session)
+                .fetch_one(&mut *tx)
+                .await?;
+            let token_hash: String = old.try_get(0)?;
+            let ip: Option<String> = old.try_get(1)?;
+            let ua: Option<String> = old.try_get(2)?;
+            let channel: String = old.try_get(3)?;
+            sqlx::query(
+                "update sessions set ended_at = $1, end_reason = 'identity_changed', token_hash = 'moved:' || token_hash where id = $2",
+            )
+            .bind(now)
+            .bind(old_session)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "insert into sessions (tenant_id, identity_id, person_id, channel, auth_method, login_id, ip, user_agent, token_hash, started_at, last_interaction_at)
+                 values ($1, $2, $3, $4, 'portal_email', $5, $6, $7, $8, $9, $9)",
+            )
+            .bind(tenant_id)
+            .bind(identity_id)
+            .bind(pid)
+            .bind(&channel)
+            .bind(email)
+            .bind(ip)
+            .bind(ua)
+            .bind(token_hash)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            let day = day_of(now);
+            for ch in [channel.as_str(), "*"] {
+                sqlx::query("insert into person_days (tenant_id, person_id, day, channel, sessions) values ($1, $2, $3, $4, 1)")
+                    .bind(tenant_id)
+                    .bind(pid)
+                    .bind(day)
+                    .bind(ch)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "insert into person_stats (tenant_id, person_id, channel, sessions, first_seen, last_seen) values ($1, $2, $3, 1, $4, $4)",
+                )
+                .bind(tenant_id)
+                .bind(pid)
+                .bind(ch)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(Ok(PersonRef { id: pid, name: None, email: Some(email.to_string()), kind }))
+        })
+    }
+}

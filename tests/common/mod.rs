@@ -61,11 +61,11 @@ impl TestDb {
 
     /// The configuration for this database: `extra` TOML over the embedded defaults.
     pub fn config(&self, extra: &str) -> Config {
-        let text = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n[database]\nurl = \"{}\"\nmax_connections = 4\n{extra}",
-            self.url
-        );
-        Config::from_toml(&text).unwrap_or_else(|e| panic!("test config: {e}"))
+        let mut c = Config::from_toml(extra).unwrap_or_else(|e| panic!("test config: {e}"));
+        c.server.listen = "127.0.0.1:0".into();
+        c.database.url = self.url.clone();
+        c.database.max_connections = 4;
+        c
     }
 
     pub async fn cleanup(self) {

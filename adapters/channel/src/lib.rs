@@ -252,3 +252,53 @@ pub enum ConversationError {
 pub trait Conversation: Send + Sync {
     async fn handle(&self, message: Inbound) -> Result<Outcome, ConversationError>;
 }
+
+/// The browser's side of a portal session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Client {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// What the portal adapter needs to know about a configured portal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalInfo {
+    pub id: String,
+    pub title: String,
+    pub anonymous_access: bool,
+}
+
+/// A new portal session: its token (valid for this session only) and Koji's first words.
+#[derive(Debug, Clone)]
+pub struct PortalStart {
+    pub token: String,
+    pub messages: Vec<Reply>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PortalError {
+    #[error("no such portal")]
+    UnknownPortal,
+    /// Missing, forged, ended or expired token.
+    #[error("the session token is not valid (start a new session)")]
+    Unauthorized,
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// The core's portal sessions, as the portal adapter sees them.
+#[async_trait::async_trait]
+pub trait PortalPort: Send + Sync {
+    fn portal(&self, id: &str) -> Option<PortalInfo>;
+    async fn start(&self, portal: &str, client: Client) -> Result<PortalStart, PortalError>;
+    async fn say(
+        &self,
+        portal: &str,
+        token: &str,
+        text: String,
+        client: Client,
+    ) -> Result<Vec<Reply>, PortalError>;
+    async fn end(&self, portal: &str, token: &str) -> Result<(), PortalError>;
+}

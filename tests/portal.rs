@@ -1,0 +1,317 @@
+//! The web portal over real HTTP: sessions and tokens, the email-first rule on an anonymous
+//! portal, logout and idle expiry, bad requests.
+
+mod common;
+
+use common::{T0, TestDb};
+use koji::App;
+use koji::domain::ManualClock;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+
+struct Portal {
+    base: String,
+    http: reqwest::Client,
+    core: Arc<koji::Core>,
+    clock: ManualClock,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), koji::app::AppError>>>,
+}
+
+impl Portal {
+    async fn start(db: &TestDb, extra: &str) -> Portal {
+        let clock = ManualClock::new(T0);
+        let app = App::build_with_clock(db.config(extra), Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let core = app.core();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Portal {
+            base,
+            http: reqwest::Client::new(),
+            core,
+            clock,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    async fn session(&self) -> (String, Value) {
+        let r = self
+            .http
+            .post(format!("{}/portal/help/session", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let v: Value = r.json().await.unwrap();
+        (v["token"].as_str().unwrap().to_string(), v)
+    }
+
+    async fn say(&self, token: &str, text: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}/portal/help/messages", self.base))
+            .bearer_auth(token)
+            .header("user-agent", "portal-test/1.0")
+            .json(&json!({ "text": text }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    fn text(v: &Value) -> String {
+        v["replies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["text"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    async fn report(&self, words: &str) -> Value {
+        let t = self.core.cli_tenant(None).unwrap();
+        match self
+            .core
+            .run_command(
+                t,
+                &koji::conversation::Actor::Operator,
+                koji_channel::Channel::Console,
+                koji::commands::parse(words).unwrap(),
+            )
+            .await
+        {
+            koji::conversation::CommandOutput::Report(r, _) => r.to_json(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    async fn stop(mut self) {
+        drop(self.core);
+        let _ = self.stop.take().unwrap().send(());
+        self.server.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+async fn an_anonymous_visitor_gives_an_email_first_then_gets_help(db: &TestDb) {
+    let p = Portal::start(db, "").await;
+    let (token, start) = p.session().await;
+    assert!(token.len() >= 32, "at least 128 bits");
+    assert!(
+        start["messages"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("email address")
+    );
+
+    let (s, v) = p.say(&token, "how do I reset my password?").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        Portal::text(&v).contains("doesn't look like an email"),
+        "{v}"
+    );
+    let (_, v) = p.say(&token, "not-an-email@").await;
+    assert!(
+        Portal::text(&v).contains("doesn't look like an email"),
+        "{v}"
+    );
+
+    let (s, v) = p.say(&token, "Visitor@Example.org").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(Portal::text(&v).contains("visitor@example.org"), "{v}");
+    // The same token goes on working in the new (authenticated) session.
+    let (s, v) = p.say(&token, "My VPN drops every hour").await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert!(!Portal::text(&v).is_empty());
+
+    let sessions = p.report("sessions --channel portal").await;
+    let rows = sessions["rows"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        1,
+        "the anonymous session ended when the visitor gave an email: {sessions}"
+    );
+    assert_eq!(rows[0]["auth_method"], "portal_email");
+    assert_eq!(rows[0]["ip"], "127.0.0.1");
+    assert_eq!(rows[0]["login_id"], "visitor@example.org");
+    assert_eq!(rows[0]["person"]["kind"], "customer");
+    let user = p.report("user visitor@example.org").await;
+    assert_eq!(user["roles"], json!(["customer"]));
+    assert_eq!(user["identities"][0]["auth_method"], "portal_email");
+    assert_eq!(
+        user["account"]["verified_email"],
+        Value::Null,
+        "portal emails are not verified"
+    );
+    p.stop().await;
+}
+
+async fn a_known_email_is_never_linked_without_a_code(db: &TestDb) {
+    let p = Portal::start(db, "").await;
+    let (token, _) = p.session().await;
+    // admin@acme.test is the demo tenant's bootstrap admin: a known person.
+    let (_, v) = p.say(&token, "admin@acme.test").await;
+    assert!(Portal::text(&v).contains("one-time code"), "{v}");
+    let (_, v) = p.say(&token, "/koji users").await;
+    assert!(
+        Portal::text(&v).contains("doesn't look like an email"),
+        "still asked for an email: {v}"
+    );
+    let admin = p.report("user admin@acme.test").await;
+    assert!(
+        admin["history"].as_array().unwrap().is_empty(),
+        "nothing joined the admin's history"
+    );
+    assert_eq!(admin["identities"].as_array().unwrap().len(), 0);
+    p.stop().await;
+}
+
+async fn logout_and_idle_expiry_end_the_token(db: &TestDb) {
+    let p = Portal::start(db, "").await;
+    let (token, _) = p.session().await;
+    p.say(&token, "wendy@example.org").await;
+    let r = p
+        .http
+        .delete(format!("{}/portal/help/session", p.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let (s, _) = p.say(&token, "hello?").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let r = p
+        .http
+        .delete(format!("{}/portal/help/session", p.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let (token, _) = p.session().await;
+    p.say(&token, "xavier@example.org").await;
+    p.clock.advance(std::time::Duration::from_secs(31 * 60));
+    let (s, v) = p.say(&token, "still there?").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert_eq!(p.report("sessions --channel portal").await["total"], 0);
+    p.stop().await;
+}
+
+async fn bad_requests_get_clear_errors_and_change_nothing(db: &TestDb) {
+    let p = Portal::start(db, "[server]\nmax_body_bytes = 2048\n").await;
+    let (token, _) = p.session().await;
+    let url = format!("{}/portal/help/messages", p.base);
+    let r = p
+        .http
+        .post(&url)
+        .json(&json!({"text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "missing token");
+    let r = p
+        .http
+        .post(&url)
+        .bearer_auth("forged-token")
+        .json(&json!({"text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "forged token");
+    let r = p
+        .http
+        .post(&url)
+        .bearer_auth(&token)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = p
+        .http
+        .post(&url)
+        .bearer_auth(&token)
+        .json(&json!({"text": "x".repeat(5000)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "over max_body_bytes"
+    );
+    let r = p
+        .http
+        .post(format!("{}/portal/nope/session", p.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = p
+        .http
+        .get(format!("{}/portal/nope", p.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = p
+        .http
+        .post(format!("{}/portal/nope/messages", p.base))
+        .bearer_auth(&token)
+        .json(&json!({"text": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Nothing of the bad requests was recorded: the visitor is still only asked for an email.
+    assert_eq!(p.report("users").await["total"], 0);
+    let page = p
+        .http
+        .get(format!("{}/portal/help", p.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("Acme help desk") && html.contains("aria-live"),
+        "{html}"
+    );
+    p.stop().await;
+}
+
+async fn behind_a_trusted_proxy_the_forwarded_address_is_recorded(db: &TestDb) {
+    let p = Portal::start(db, "[server]\ntrust_forwarded_for = true\n").await;
+    let r = p
+        .http
+        .post(format!("{}/portal/help/session", p.base))
+        .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
+        .send()
+        .await
+        .unwrap();
+    let token = r.json::<Value>().await.unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    p.say(&token, "yara@example.org").await;
+    let s = p.report("sessions").await;
+    assert_eq!(s["rows"][0]["ip"], "203.0.113.7", "{s}");
+    p.stop().await;
+}
+
+on_both_backends!(
+    an_anonymous_visitor_gives_an_email_first_then_gets_help,
+    a_known_email_is_never_linked_without_a_code,
+    logout_and_idle_expiry_end_the_token,
+    bad_requests_get_clear_errors_and_change_nothing,
+    behind_a_trusted_proxy_the_forwarded_address_is_recorded,
+);
