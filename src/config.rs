@@ -121,6 +121,10 @@ pub struct ServerConfig {
     pub public_url: String,
     pub trust_forwarded_for: bool,
     pub max_body_bytes: usize,
+    /// Portal requests a minute from one client address (0: no limit).
+    pub rate_limit_per_ip: u32,
+    /// Portal messages a minute on one session (0: no limit).
+    pub rate_limit_per_session: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]

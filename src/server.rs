@@ -15,6 +15,8 @@ pub fn router(core: Arc<Core>) -> Router {
         core.clone(),
         koji_portal::PortalSettings {
             trust_forwarded_for: core.config.server.trust_forwarded_for,
+            per_ip_per_minute: core.config.server.rate_limit_per_ip,
+            per_token_per_minute: core.config.server.rate_limit_per_session,
         },
     );
     Router::new()

@@ -308,7 +308,54 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_recorded(db: &TestDb) {
     p.stop().await;
 }
 
+async fn rate_limits_answer_429_with_retry_after(db: &TestDb) {
+    let p = Portal::start(
+        db,
+        "[server]\nrate_limit_per_session = 3\nrate_limit_per_ip = 6\n",
+    )
+    .await;
+    let (token, _) = p.session().await;
+    for text in ["zoe@example.org", "first question", "second question"] {
+        assert_eq!(p.say(&token, text).await.0, StatusCode::OK);
+    }
+    let r = p
+        .http
+        .post(format!("{}/portal/help/messages", p.base))
+        .bearer_auth(&token)
+        .json(&json!({"text": "third question"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&wait));
+    let zoe = p.report("user zoe@example.org").await;
+    assert!(
+        !zoe["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["text"] == "third question"),
+        "a refused message is not recorded"
+    );
+    // The address has made 5 requests of its 6 (refused ones count): one more, then 429.
+    p.session().await;
+    let r = p
+        .http
+        .post(format!("{}/portal/help/session", p.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    p.stop().await;
+}
+
 on_both_backends!(
+    rate_limits_answer_429_with_retry_after,
     an_anonymous_visitor_gives_an_email_first_then_gets_help,
     a_known_email_is_never_linked_without_a_code,
     logout_and_idle_expiry_end_the_token,

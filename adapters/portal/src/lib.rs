@@ -22,12 +22,66 @@ pub const MAX_TEXT_CHARS: usize = 4000;
 pub struct PortalSettings {
     /// Take the client address from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Requests a minute from one client address (0: no limit).
+    pub per_ip_per_minute: u32,
+    /// Messages a minute on one session token (0: no limit).
+    pub per_token_per_minute: u32,
 }
 
 #[derive(Clone)]
 struct AppState {
     port: Arc<dyn PortalPort>,
     settings: PortalSettings,
+    limits: Arc<RateLimiter>,
+}
+
+/// Fixed one-minute windows per key, in this process's memory: each replica limits what
+/// reaches it. Written by hand: two counters need no rate-limiting framework.
+#[derive(Default)]
+struct RateLimiter {
+    windows: std::sync::Mutex<std::collections::HashMap<String, (u64, u32)>>,
+}
+
+impl RateLimiter {
+    /// `Err(seconds to wait)` when `key` has used up `limit` this minute.
+    fn check(&self, key: String, limit: u32) -> Result<(), u64> {
+        if limit == 0 {
+            return Ok(());
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let window = now / 60;
+        let mut w = self.windows.lock().expect("rate limiter");
+        if w.len() > 100_000 {
+            w.retain(|_, (win, _)| *win == window);
+        }
+        let entry = w.entry(key).or_insert((window, 0));
+        if entry.0 != window {
+            *entry = (window, 0);
+        }
+        if entry.1 >= limit {
+            return Err(60 - now % 60);
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
+fn too_many(retry_after: u64) -> Response {
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many requests; slow down",
+    );
+    if let Ok(v) = header::HeaderValue::from_str(&retry_after.max(1).to_string()) {
+        r.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    r
+}
+
+fn ip_key(c: &Client) -> String {
+    format!("ip:{}", c.ip.as_deref().unwrap_or(""))
 }
 
 pub fn router(port: Arc<dyn PortalPort>, settings: PortalSettings) -> Router {
@@ -35,7 +89,11 @@ pub fn router(port: Arc<dyn PortalPort>, settings: PortalSettings) -> Router {
         .route("/portal/{portal}", get(page))
         .route("/portal/{portal}/session", post(start).delete(end))
         .route("/portal/{portal}/messages", post(message))
-        .with_state(AppState { port, settings })
+        .with_state(AppState {
+            port,
+            settings,
+            limits: Arc::new(RateLimiter::default()),
+        })
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -107,11 +165,14 @@ async fn start(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    match state
-        .port
-        .start(&portal, client(&state, &headers, peer))
-        .await
+    let client = client(&state, &headers, peer);
+    if let Err(wait) = state
+        .limits
+        .check(ip_key(&client), state.settings.per_ip_per_minute)
     {
+        return too_many(wait);
+    }
+    match state.port.start(&portal, client).await {
         Ok(s) => {
             Json(json!({ "token": s.token, "messages": replies_json(&s.messages) })).into_response()
         }
@@ -137,6 +198,19 @@ async fn message(
     let Some(token) = bearer(&headers) else {
         return from_portal_error(PortalError::Unauthorized);
     };
+    let client = client(&state, &headers, peer);
+    if let Err(wait) = state
+        .limits
+        .check(ip_key(&client), state.settings.per_ip_per_minute)
+    {
+        return too_many(wait);
+    }
+    if let Err(wait) = state.limits.check(
+        format!("token:{token}"),
+        state.settings.per_token_per_minute,
+    ) {
+        return too_many(wait);
+    }
     let body: MessageBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(_) => {
@@ -153,11 +227,7 @@ async fn message(
     if text.chars().count() > MAX_TEXT_CHARS {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "text is too long");
     }
-    match state
-        .port
-        .say(&portal, token, text, client(&state, &headers, peer))
-        .await
-    {
+    match state.port.say(&portal, token, text, client).await {
         Ok(replies) => Json(json!({ "replies": replies_json(&replies) })).into_response(),
         Err(e) => from_portal_error(e),
     }
