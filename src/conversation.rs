@@ -468,9 +468,10 @@ impl Core {
                 }
             }
         }
-        let bootstrap_identity = email.is_none()
-            && msg.speaker.auth_method != AuthMethod::Anonymous
+        // A bootstrap admin named by channel identity (`slack:U0123`), vouched for by the channel.
+        let admin_identity = msg.speaker.auth_method != AuthMethod::Anonymous
             && tenant.is_admin_identity(msg.channel, &msg.speaker.external_id);
+        let bootstrap_identity = email.is_none() && admin_identity;
         let seed = (email.is_some() || bootstrap_identity).then(|| PersonSeed {
             email: email.clone(),
             name: msg.speaker.display_name.clone(),
@@ -478,7 +479,13 @@ impl Core {
                 .as_deref()
                 .map(|e| tenant.kind_of(e))
                 .unwrap_or(PersonKind::Internal),
-            roles: tenant.initial_roles(email.as_deref()),
+            roles: {
+                let mut roles = tenant.initial_roles(email.as_deref());
+                if admin_identity && !roles.iter().any(|r| r == "admin") {
+                    roles.push("admin".into());
+                }
+                roles
+            },
             locale: msg.speaker.locale.clone(),
             time_zone: msg.speaker.time_zone.clone(),
         });
@@ -528,6 +535,16 @@ impl Core {
             .await?;
         if session.new_token.is_some() {
             self.metrics.sessions_started.fetch_add(1, Relaxed);
+        }
+        if admin_identity && resolved.person.is_some() {
+            // Already a person before being named in `tenant.admins`: make them admin now.
+            let id = (
+                msg.channel.as_str().to_string(),
+                msg.speaker.external_id.clone(),
+            );
+            self.store
+                .grant_by_identity(tenant_id, &[id], "admin")
+                .await?;
         }
         let state = self
             .store
@@ -590,7 +607,8 @@ impl Core {
                 speaking.identity_id,
                 speaking.session_id,
                 &email,
-                tenant.kind_of(&email),
+                // Portal visitors are customers; staff sign in with OAuth.
+                PersonKind::Customer,
             )
             .await
         {
@@ -907,6 +925,8 @@ impl Core {
             ));
         }
         let label = crate::store::people::label_of(target);
+        // Whatever of theirs is queued is committed first, so nothing of it outlives the erasure.
+        self.writer.flush().await?;
         match self
             .store
             .erase_person(&tenant.config.id, target, &acting(actor, channel))
@@ -1264,6 +1284,8 @@ impl Core {
                 let label = crate::store::people::label_of(&target);
                 Ok(match result {
                     Ok(()) => {
+                        // Anyone this process remembers as that person is looked up afresh.
+                        self.forget_speakers();
                         let roles = self.store.roles_of(target.id).await?;
                         CommandOutput::Text(format!(
                             "{} the role {role} {} {label}, who now has: {}.",

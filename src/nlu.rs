@@ -251,7 +251,9 @@ pub fn is_command(text: &str) -> bool {
 pub fn command_text(text: &str) -> Option<&str> {
     let t = text.trim_start();
     for prefix in ["/koji", "@koji"] {
-        if t.len() >= prefix.len() && t[..prefix.len()].eq_ignore_ascii_case(prefix) {
+        if t.get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        {
             let rest = &t[prefix.len()..];
             if rest.is_empty() || rest.starts_with(char::is_whitespace) {
                 return Some(rest.trim());
@@ -393,5 +395,8 @@ mod tests {
         assert_eq!(command_text("/koji"), Some(""));
         assert_eq!(command_text("koji"), None);
         assert_eq!(command_text("hello /koji"), None);
+        assert_eq!(command_text("/kojé users"), None);
+        assert_eq!(command_text("@koj€"), None);
+        assert_eq!(command_text("é"), None);
     }
 }

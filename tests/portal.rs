@@ -294,7 +294,7 @@ async fn behind_a_trusted_proxy_the_forwarded_address_is_recorded(db: &TestDb) {
     let r = p
         .http
         .post(format!("{}/portal/help/session", p.base))
-        .header("x-forwarded-for", "203.0.113.7, 10.0.0.1")
+        .header("x-forwarded-for", "198.51.100.9, 203.0.113.7")
         .send()
         .await
         .unwrap();
@@ -354,7 +354,39 @@ async fn rate_limits_answer_429_with_retry_after(db: &TestDb) {
     p.stop().await;
 }
 
+async fn a_typed_email_never_inherits_roles_granted_to_that_person(db: &TestDb) {
+    let p = Portal::start(db, "").await;
+    let (token, _) = p.session().await;
+    // An internal domain typed on a portal still makes a customer: staff sign in with OAuth.
+    let (_, v) = p.say(&token, "newhire@acme.test").await;
+    assert!(Portal::text(&v).contains("newhire@acme.test"), "{v}");
+    let user = p.report("user newhire@acme.test").await;
+    assert_eq!(user["person"]["kind"], "customer");
+
+    let t = p.core.cli_tenant(None).unwrap();
+    let out = p
+        .core
+        .run_command(
+            t,
+            &koji::conversation::Actor::Operator,
+            koji_channel::Channel::Console,
+            koji::commands::parse("grant newhire@acme.test admin").unwrap(),
+        )
+        .await;
+    assert!(
+        matches!(out, koji::conversation::CommandOutput::Text(_)),
+        "{out:?}"
+    );
+    // The visitor who merely typed that email lost the link and the session with it.
+    let (s, _) = p.say(&token, "/koji users").await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let user = p.report("user newhire@acme.test").await;
+    assert!(user["identities"].as_array().unwrap().is_empty(), "{user}");
+    p.stop().await;
+}
+
 on_both_backends!(
+    a_typed_email_never_inherits_roles_granted_to_that_person,
     rate_limits_answer_429_with_retry_after,
     an_anonymous_visitor_gives_an_email_first_then_gets_help,
     a_known_email_is_never_linked_without_a_code,

@@ -429,6 +429,45 @@ async fn an_admin_named_by_channel_identity_is_admin_there(db: &TestDb) {
         k.core.store.roles_of(boss.id).await.unwrap(),
         ["admin", "customer"]
     );
+    // Named by identity but arriving with an email: admin too, also when the person existed.
+    k.say("chief@example.org", "hello").await;
+    let extra2 = "[[tenants]]\nid = \"acme\"\nadmins = [\"slack:UBOSS\", \"slack:UCHIEF\"]\n";
+    let k2 = Running::start_on(db, extra2, k.clock.clone()).await;
+    let mut m = platform(
+        Channel::Slack,
+        "UCHIEF",
+        Some("chief@example.org"),
+        "c1",
+        "hi",
+    );
+    m.speaker.auth_method = AuthMethod::Slack;
+    k2.core.handle(m).await.unwrap();
+    let chief = k2
+        .core
+        .store
+        .find_person("acme", "chief@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        k2.core.store.roles_of(chief.id).await.unwrap(),
+        ["admin", "customer"]
+    );
+    let log = match k2
+        .core
+        .run_command(
+            k2.core.cli_tenant(None).unwrap(),
+            &Actor::Operator,
+            Channel::Console,
+            commands::parse("audit --format json").unwrap(),
+        )
+        .await
+    {
+        CommandOutput::Audit(t) => t,
+        other => panic!("{other:?}"),
+    };
+    assert!(log.contains("slack:UCHIEF"), "the grant is audited: {log}");
+    k2.stop().await;
     // An anonymous identity with another id is not.
     let m = platform(Channel::Slack, "UOTHER", None, "b2", "/koji users");
     let Outcome::Replies(r) = k.core.handle(m).await.unwrap() else {

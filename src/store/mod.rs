@@ -111,6 +111,31 @@ macro_rules! with_pool {
 }
 pub use with_pool;
 
+/// Inside a write transaction: a person's unverified portal identities (emails a visitor
+/// merely typed) stop being linked to them, and their open sessions end. Used before a
+/// person gains anything a stranger should not inherit.
+macro_rules! detach_unverified_claims {
+    ($tx:ident, $person:expr, $now:expr) => {{
+        sqlx::query(
+            "update sessions set ended_at = $2, end_reason = 'identity_changed'
+             where ended_at is null and identity_id in
+               (select id from identities where person_id = $1 and auth_method = 'portal_email')",
+        )
+        .bind($person)
+        .bind($now)
+        .execute(&mut *$tx)
+        .await?;
+        sqlx::query(
+            "update identities set person_id = null, auth_method = 'anonymous', authenticated_at = null
+             where person_id = $1 and auth_method = 'portal_email'",
+        )
+        .bind($person)
+        .execute(&mut *$tx)
+        .await?;
+    }};
+}
+pub(crate) use detach_unverified_claims;
+
 /// SQL built once per dialect from a template with `{rows}` standing for the JSON source.
 pub struct DialectSql {
     sqlite: LazyLock<&'static str, Box<dyn Fn() -> &'static str + Send + Sync>>,
@@ -362,11 +387,30 @@ impl Store {
                 .unwrap_or(AuthMethod::Anonymous);
             if let Some(seed) = seed {
                 let found: Option<i64> = match &seed.email {
-                    Some(email) => sqlx::query_scalar("select id from people where tenant_id = $1 and email = $2")
-                        .bind(tenant_id)
-                        .bind(email)
-                        .fetch_optional(&mut *tx)
-                        .await?,
+                    Some(email) => {
+                        let row = sqlx::query("select id, email_verified from people where tenant_id = $1 and email = $2")
+                            .bind(tenant_id)
+                            .bind(email)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                        match row {
+                            Some(r) => {
+                                let id: i64 = r.try_get(0)?;
+                                let verified: i64 = r.try_get(1)?;
+                                if verified == 0 {
+                                    // The platform vouches for this email: whoever only claimed it on
+                                    // a portal loses the link, and the email counts as verified.
+                                    detach_unverified_claims!(tx, id, now);
+                                    sqlx::query("update people set email_verified = 1 where id = $1")
+                                        .bind(id)
+                                        .execute(&mut *tx)
+                                        .await?;
+                                }
+                                Some(id)
+                            }
+                            None => None,
+                        }
+                    }
                     None => person_id,
                 };
                 let (pid, created) = match found {
@@ -719,22 +763,43 @@ impl Store {
     ) -> Result<u64> {
         let now = self.now();
         let mut n = 0;
-        with_pool!(&self.pool, p, _d => {
+        with_pool!(&self.pool, p, d => {
             for (channel, external_id) in identities {
-                let r = sqlx::query(
-                    "insert into person_roles (tenant_id, person_id, role, granted_at)
-                     select tenant_id, person_id, $4, $5 from identities
-                     where tenant_id = $1 and channel = $2 and external_id = $3 and person_id is not null
-                     on conflict do nothing",
+                let mut tx = p.begin_with(d.begin_write).await?;
+                let person: Option<i64> = sqlx::query_scalar(
+                    "select i.person_id from identities i
+                     where i.tenant_id = $1 and i.channel = $2 and i.external_id = $3 and i.person_id is not null
+                       and not exists (select 1 from person_roles r where r.person_id = i.person_id and r.role = $4)",
                 )
                 .bind(tenant_id)
                 .bind(channel)
                 .bind(external_id)
                 .bind(role)
-                .bind(now)
-                .execute(p)
+                .fetch_optional(&mut *tx)
                 .await?;
-                n += r.rows_affected();
+                if let Some(pid) = person {
+                    sqlx::query("insert into person_roles (tenant_id, person_id, role, granted_at) values ($1, $2, $3, $4)")
+                        .bind(tenant_id)
+                        .bind(pid)
+                        .bind(role)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(
+                        "insert into audit_log (tenant_id, at, actor, actor_person_id, action, target, target_person_id, role, channel)
+                         values ($1, $2, 'config (tenant.admins)', null, 'grant', $3, $4, $5, $6)",
+                    )
+                    .bind(tenant_id)
+                    .bind(now)
+                    .bind(format!("{channel}:{external_id}"))
+                    .bind(pid)
+                    .bind(role)
+                    .bind(channel)
+                    .execute(&mut *tx)
+                    .await?;
+                    n += 1;
+                }
+                tx.commit().await?;
             }
         });
         Ok(n)

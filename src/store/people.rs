@@ -119,6 +119,10 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(Err(r));
             }
+            if grant && role != "customer" {
+                // A role is for the person, not for whoever typed their email on a portal.
+                super::detach_unverified_claims!(tx, target.id, now);
+            }
             if grant {
                 sqlx::query("insert into person_roles (tenant_id, person_id, role, granted_at) values ($1, $2, $3, $4)")
                     .bind(tenant_id)
@@ -411,6 +415,9 @@ impl Store {
                 .await?
                 .rows_affected();
                 if added > 0 {
+                    if role != "customer" {
+                        super::detach_unverified_claims!(tx, id, now);
+                    }
                     if outcome == Imported::Unchanged {
                         outcome = Imported::Updated;
                     }

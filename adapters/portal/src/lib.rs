@@ -134,7 +134,9 @@ fn client(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Client {
         .then(|| headers.get("x-forwarded-for"))
         .flatten()
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
+        // The trusted proxy appends the address it saw: the rightmost entry. Entries to its
+        // left were written by the client and prove nothing.
+        .and_then(|v| v.rsplit(',').next())
         .map(|v| v.trim().to_string())
         .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
     Client {
