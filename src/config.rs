@@ -453,6 +453,14 @@ impl Config {
                 ));
             }
         }
+        if let Some(url) = self.email.as_ref().and_then(|e| e.smtp_url.as_deref())
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            return Err(err(
+                "email.smtp_url",
+                format!("`{url}` must start with smtp:// or smtps://"),
+            ));
+        }
         for (i, intent) in self.intents.iter().enumerate() {
             for (j, p) in intent.patterns.iter().enumerate() {
                 if let Err(e) = regex::Regex::new(p) {

@@ -146,6 +146,8 @@ pub enum ConvState {
         /// The portal admits only people it knows (through a one-time code).
         known_only: bool,
     },
+    /// A one-time code was sent to `email`; the next message should be it.
+    AwaitingCode { email: String, known_only: bool },
     /// `/koji forget WHO` asked; a `yes` before `expires_at` erases the person.
     EraseConfirmation {
         person_id: i64,
@@ -167,6 +169,7 @@ pub struct Core {
     speakers: Mutex<HashMap<SpeakerKey, Speaking>>,
     pub metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    mailer: Option<crate::email::Mailer>,
 }
 
 /// A message whose replies are decided and whose exchange is queued for commit.
@@ -253,7 +256,12 @@ impl Core {
             }
         }
         let (writer, task) = BatchWriter::start(store.pool().clone(), config.database.batch_max);
+        let mailer = crate::email::Mailer::new(config.email.as_ref()).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "email disabled");
+            None
+        });
         let core = Core {
+            mailer,
             nlu: Nlu::new(&config.intents, &config.entities),
             tenant_order: config.tenants.iter().map(|t| t.id.clone()).collect(),
             tenants,
@@ -594,11 +602,32 @@ impl Core {
             .await;
         };
         let needs_code = "To protect their history we need to verify it with a one-time code, and this server cannot send email codes yet. Please use another address, or ask your help desk.";
-        if known_only {
+        let known = match self.store.person_exists(tid, &email).await {
+            Ok(k) => k || (known_only && tenant.kind_of(&email) == PersonKind::Internal),
+            Err(e) => {
+                tracing::warn!(error = %e, "directory unavailable");
+                return ask_again(
+                    "Sorry, I couldn't check that right now. Please try again.".into(),
+                )
+                .await;
+            }
+        };
+        if known_only && !known {
             return ask_again(format!(
-                "Signing in here needs a one-time code sent to {email}. {needs_code}"
+                "We don't know {email} here. Please check the address, or ask your help desk for access."
             ))
             .await;
+        }
+        if known {
+            if self.mailer.is_none() {
+                return ask_again(format!(
+                    "{email} needs a one-time code to sign in. {needs_code}"
+                ))
+                .await;
+            }
+            return self
+                .send_code(tenant, speaking, msg, &email, known_only)
+                .await;
         }
         match self
             .store
@@ -633,6 +662,171 @@ impl Core {
                 tracing::warn!(error = %e, "portal email not linked");
                 ask_again("Sorry, I couldn't take your email right now. Please try again.".into())
                     .await
+            }
+        }
+    }
+
+    /// Sends a one-time code to `email` and waits for it.
+    async fn send_code(
+        &self,
+        tenant: &TenantRuntime,
+        speaking: &Speaking,
+        msg: &Inbound,
+        email: &str,
+        known_only: bool,
+    ) -> (Reply, Vec<String>) {
+        let tid = tenant.config.id.as_str();
+        let keep = |state: ConvState, text: String, actions: Vec<String>| async move {
+            if let Err(e) = self
+                .set_state(tid, msg, speaking.identity_id, Some(state))
+                .await
+            {
+                tracing::warn!(error = %e, "conversation state not kept");
+            }
+            (Reply::text(text), actions)
+        };
+        let waiting_email = ConvState::AwaitingEmail { known_only };
+        let Some(mailer) = &self.mailer else {
+            return keep(
+                waiting_email,
+                "This server cannot send email codes.".into(),
+                vec![],
+            )
+            .await;
+        };
+        let code = crate::store::codes::new_code();
+        match self
+            .store
+            .create_email_code(tid, speaking.identity_id, email, &code)
+            .await
+        {
+            Ok(Ok(_)) => {}
+            Ok(Err(wait)) => {
+                let minutes = (wait / 60_000_000).max(1);
+                return keep(
+                    ConvState::AwaitingCode { email: email.to_string(), known_only },
+                    format!("I've sent several codes already. Please use the latest one, or ask for a new one in {minutes} minute(s)."),
+                    vec![],
+                )
+                .await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "code not stored");
+                return keep(
+                    waiting_email,
+                    "Sorry, I couldn't send a code right now. Please type your email again.".into(),
+                    vec![],
+                )
+                .await;
+            }
+        }
+        if let Err(e) = mailer.send_code(email, &code, &tenant.name).await {
+            tracing::warn!(error = %e, "code email not sent");
+            return keep(
+                waiting_email,
+                "Sorry, I couldn't send the email right now. Please type your email address again in a moment.".into(),
+                vec![],
+            )
+            .await;
+        }
+        keep(
+            ConvState::AwaitingCode { email: email.to_string(), known_only },
+            format!("I've sent a 6-digit code to {email}. Type it here to sign in (it is valid for 10 minutes; type `resend` for a new one)."),
+            vec!["auth_offered".into()],
+        )
+        .await
+    }
+
+    /// The answer to "type the code we sent".
+    async fn check_code(
+        &self,
+        tenant: &TenantRuntime,
+        speaking: &Speaking,
+        msg: &Inbound,
+        email: String,
+        known_only: bool,
+    ) -> (Reply, Vec<String>) {
+        let tid = tenant.config.id.as_str();
+        let text = msg.text.trim();
+        let keep = |state: ConvState, text: String| async move {
+            if let Err(e) = self
+                .set_state(tid, msg, speaking.identity_id, Some(state))
+                .await
+            {
+                tracing::warn!(error = %e, "conversation state not kept");
+            }
+            (Reply::text(text), Vec::new())
+        };
+        if text.eq_ignore_ascii_case("resend") {
+            return self
+                .send_code(tenant, speaking, msg, &email, known_only)
+                .await;
+        }
+        if normalise_email(text).is_some() {
+            return self.capture_email(tenant, speaking, msg, known_only).await;
+        }
+        let digits: String = text
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect();
+        if digits.len() != 6 || !digits.chars().all(|c| c.is_ascii_digit()) {
+            return keep(
+                ConvState::AwaitingCode {
+                    email: email.clone(),
+                    known_only,
+                },
+                format!(
+                    "Please type the 6-digit code I sent to {email}, or `resend` for a new one."
+                ),
+            )
+            .await;
+        }
+        let again = ConvState::AwaitingEmail { known_only };
+        match self.store.check_email_code(speaking.identity_id, &digits).await {
+            Ok(crate::store::codes::CodeCheck::Right { email }) => {
+                let kind = tenant.kind_of(&email);
+                match self
+                    .store
+                    .sign_in_verified(tid, speaking.identity_id, speaking.session_id, &email, kind)
+                    .await
+                {
+                    Ok(person) => {
+                        self.forget_speaker(tid, msg);
+                        (
+                            Reply::text(format!(
+                                "Thanks! You're signed in to the {} help desk as {}. How can I help?",
+                                tenant.name,
+                                person.email.as_deref().unwrap_or(&email)
+                            )),
+                            vec!["auth_completed".into()],
+                        )
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sign-in not recorded");
+                        keep(again, "Sorry, I couldn't sign you in right now. Please type your email address again.".into()).await
+                    }
+                }
+            }
+            Ok(crate::store::codes::CodeCheck::Wrong { attempts_left }) if attempts_left > 0 => {
+                keep(
+                    ConvState::AwaitingCode { email, known_only },
+                    format!("That code isn't right. {attempts_left} attempt(s) left."),
+                )
+                .await
+            }
+            Ok(crate::store::codes::CodeCheck::Wrong { .. }) | Ok(crate::store::codes::CodeCheck::Spent) => {
+                keep(again, "That code can't be used any more (too many attempts). Type your email address to get a new one.".into()).await
+            }
+            Ok(crate::store::codes::CodeCheck::Expired) => {
+                keep(again, "That code has expired. Type your email address to get a new one.".into()).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "code not checked");
+                keep(
+                    ConvState::AwaitingCode { email, known_only },
+                    "Sorry, I couldn't check the code right now. Please try again.".into(),
+                )
+                .await
             }
         }
     }
@@ -765,6 +959,10 @@ impl Core {
         match state {
             ConvState::AwaitingEmail { known_only } => {
                 self.capture_email(tenant, speaking, msg, known_only).await
+            }
+            ConvState::AwaitingCode { email, known_only } => {
+                self.check_code(tenant, speaking, msg, email, known_only)
+                    .await
             }
             ConvState::EraseConfirmation {
                 person_id,

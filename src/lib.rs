@@ -13,6 +13,7 @@ pub mod console;
 pub mod conversation;
 pub mod directory;
 pub mod domain;
+pub mod email;
 pub mod metrics;
 pub mod nlu;
 pub mod portal;

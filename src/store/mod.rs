@@ -9,6 +9,7 @@
 //! report or a replica needs lives only in one process's memory.
 
 pub mod batch;
+pub mod codes;
 pub mod people;
 pub mod reports;
 

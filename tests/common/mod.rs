@@ -240,3 +240,188 @@ pub fn rows(v: &serde_json::Value) -> &Vec<serde_json::Value> {
 pub fn row_of<'a>(v: &'a serde_json::Value, email: &str) -> Option<&'a serde_json::Value> {
     rows(v).iter().find(|r| r["person"]["email"] == email)
 }
+
+/// A local SMTP sink: speaks just enough SMTP for a client to deliver, and keeps each
+/// message's text.
+pub struct SmtpSink {
+    pub port: u16,
+    messages: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let messages = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let store = messages.clone();
+        tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = sock.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    let _ = w.write_all(b"220 sink ESMTP\r\n").await;
+                    let mut in_data = false;
+                    let mut data = String::new();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        if in_data {
+                            if line == "." {
+                                in_data = false;
+                                store.lock().unwrap().push(std::mem::take(&mut data));
+                                let _ = w.write_all(b"250 OK queued\r\n").await;
+                            } else {
+                                data.push_str(&line);
+                                data.push('\n');
+                            }
+                            continue;
+                        }
+                        let verb = line
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or("")
+                            .to_ascii_uppercase();
+                        let reply: &[u8] = match verb.as_str() {
+                            "EHLO" | "HELO" => b"250-sink\r\n250 8BITMIME\r\n",
+                            "DATA" => {
+                                in_data = true;
+                                b"354 go ahead\r\n"
+                            }
+                            "QUIT" => {
+                                let _ = w.write_all(b"221 bye\r\n").await;
+                                break;
+                            }
+                            _ => b"250 OK\r\n",
+                        };
+                        let _ = w.write_all(reply).await;
+                    }
+                });
+            }
+        });
+        SmtpSink { port, messages }
+    }
+
+    pub fn config(&self) -> String {
+        format!(
+            "[email]\nsmtp_url = \"smtp://127.0.0.1:{}\"\nfrom = \"Koji <koji@acme.test>\"\n",
+            self.port
+        )
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// The six-digit code in the latest message to `to`.
+    pub fn code_for(&self, to: &str) -> Option<String> {
+        let re = regex::Regex::new(r"\b(\d{6})\b").unwrap();
+        self.messages()
+            .iter()
+            .rev()
+            .find(|m| {
+                m.to_lowercase().contains(&format!("to: {to}")) || m.contains(&format!("<{to}>"))
+            })
+            .and_then(|m| {
+                re.captures(
+                    m.split("\n\n")
+                        .skip(1)
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                        .as_str(),
+                )
+                .map(|c| c[1].to_string())
+            })
+    }
+}
+
+/// The real app on a random port, with a manual clock, for portal tests.
+pub struct Portal {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub core: Arc<koji::Core>,
+    pub clock: ManualClock,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<Result<(), koji::app::AppError>>>,
+}
+
+impl Portal {
+    pub async fn start(db: &TestDb, extra: &str) -> Portal {
+        let clock = ManualClock::new(T0);
+        let app = koji::App::build_with_clock(db.config(extra), Arc::new(clock.clone()))
+            .await
+            .unwrap();
+        let base = format!("http://127.0.0.1:{}", app.port());
+        let core = app.core();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(app.run_until_stopped(async move {
+            let _ = stopped.await;
+        }));
+        Portal {
+            base,
+            http: reqwest::Client::new(),
+            core,
+            clock,
+            stop: Some(stop),
+            server: Some(server),
+        }
+    }
+
+    pub async fn session(&self) -> (String, serde_json::Value) {
+        let r = self
+            .http
+            .post(format!("{}/portal/help/session", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), reqwest::StatusCode::OK);
+        let v: serde_json::Value = r.json().await.unwrap();
+        (v["token"].as_str().unwrap().to_string(), v)
+    }
+
+    pub async fn say(&self, token: &str, text: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        let r = self
+            .http
+            .post(format!("{}/portal/help/messages", self.base))
+            .bearer_auth(token)
+            .header("user-agent", "portal-test/1.0")
+            .json(&serde_json::json!({ "text": text }))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub fn text(v: &serde_json::Value) -> String {
+        v["replies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["text"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub async fn report(&self, words: &str) -> serde_json::Value {
+        let t = self.core.cli_tenant(None).unwrap();
+        match self
+            .core
+            .run_command(
+                t,
+                &koji::conversation::Actor::Operator,
+                koji_channel::Channel::Console,
+                koji::commands::parse(words).unwrap(),
+            )
+            .await
+        {
+            koji::conversation::CommandOutput::Report(r, _) => r.to_json(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        drop(self.core);
+        let _ = self.stop.take().unwrap().send(());
+        self.server.take().unwrap().await.unwrap().unwrap();
+    }
+}
