@@ -170,6 +170,7 @@ pub struct Core {
     pub metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
     mailer: Option<crate::email::Mailer>,
+    directory: Arc<dyn crate::directory::Directory>,
 }
 
 /// A message whose replies are decided and whose exchange is queued for commit.
@@ -262,6 +263,9 @@ impl Core {
         });
         let core = Core {
             mailer,
+            directory: Arc::new(crate::directory::LocalDirectory {
+                store: store.clone(),
+            }),
             nlu: Nlu::new(&config.intents, &config.entities),
             tenant_order: config.tenants.iter().map(|t| t.id.clone()).collect(),
             tenants,
@@ -602,8 +606,10 @@ impl Core {
             .await;
         };
         let needs_code = "To protect their history we need to verify it with a one-time code, and this server cannot send email codes yet. Please use another address, or ask your help desk.";
-        let known = match self.store.person_exists(tid, &email).await {
-            Ok(k) => k || (known_only && tenant.kind_of(&email) == PersonKind::Internal),
+        let known = match self.directory.lookup(tenant, &email).await {
+            // An existing person's history is never joined without the code; a portal that
+            // admits only known people admits whoever the directory lists.
+            Ok(listing) => listing.is_some_and(|l| l.is_person || known_only),
             Err(e) => {
                 tracing::warn!(error = %e, "directory unavailable");
                 return ask_again(

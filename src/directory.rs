@@ -1,5 +1,7 @@
-//! The local directory: people seeded from a CSV file (`koji users import FILE.csv`, header
-//! `email,name,kind,roles`, roles separated by `;`). Importing the same file twice changes
+//! The directory: who a tenant knows, by email. [`Directory`] is the port the sign-in flows
+//! ask; [`LocalDirectory`] answers from the database and `tenant.internal_domains`. The local
+//! directory is seeded from a CSV file (`koji users import FILE.csv`, header
+//! `email,name,kind,roles`, roles separated by `;`): importing the same file twice changes
 //! nothing the second time; rows that cannot be imported are reported with the reason.
 
 use crate::conversation::TenantRuntime;
@@ -113,4 +115,49 @@ pub async fn import_csv(
         }
     }
     Ok(report)
+}
+
+/// What the directory knows of an email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listing {
+    pub kind: PersonKind,
+    /// A person with this email exists (with a history that must not be joined unverified).
+    pub is_person: bool,
+}
+
+/// Who the tenant knows, by email. The local directory is the database and the tenant's
+/// `internal_domains`; a Jira directory can stand in without touching the sign-in flows.
+#[async_trait::async_trait]
+pub trait Directory: Send + Sync {
+    async fn lookup(
+        &self,
+        tenant: &TenantRuntime,
+        email: &str,
+    ) -> Result<Option<Listing>, StoreError>;
+}
+
+pub struct LocalDirectory {
+    pub store: Store,
+}
+
+#[async_trait::async_trait]
+impl Directory for LocalDirectory {
+    async fn lookup(
+        &self,
+        tenant: &TenantRuntime,
+        email: &str,
+    ) -> Result<Option<Listing>, StoreError> {
+        if let Some(p) = self.store.find_person(&tenant.config.id, email).await? {
+            return Ok(Some(Listing {
+                kind: p.kind,
+                is_person: true,
+            }));
+        }
+        Ok(
+            (tenant.kind_of(email) == PersonKind::Internal).then_some(Listing {
+                kind: PersonKind::Internal,
+                is_person: false,
+            }),
+        )
+    }
 }
