@@ -606,7 +606,43 @@ impl Core {
             .await;
         };
         let needs_code = "To protect their history we need to verify it with a one-time code, and this server cannot send email codes yet. Please use another address, or ask your help desk.";
-        let known = match self.directory.lookup(tenant, &email).await {
+        let listing = self.directory.lookup(tenant, &email).await;
+        if let Ok(Some(l)) = &listing
+            && l.kind == PersonKind::Internal
+            && self.oauth_enabled()
+        {
+            // Staff sign in with their company account.
+            return match self
+                .oauth_link(tid, speaking.identity_id, speaking.session_id)
+                .await
+            {
+                Ok(url) => {
+                    let state = ConvState::AwaitingEmail { known_only };
+                    if let Err(e) = self
+                        .set_state(tid, msg, speaking.identity_id, Some(state))
+                        .await
+                    {
+                        tracing::warn!(error = %e, "conversation state not kept");
+                    }
+                    let mut r = Reply::text(format!(
+                        "{email} is a staff address: please sign in with your company account: {url}"
+                    ));
+                    r.attachments.push(Attachment::SignIn {
+                        url,
+                        label: "Sign in".into(),
+                    });
+                    (r, vec!["auth_offered".into()])
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "oauth link not stored");
+                    ask_again(
+                        "Sorry, I couldn't start the sign-in right now. Please try again.".into(),
+                    )
+                    .await
+                }
+            };
+        }
+        let known = match listing {
             // An existing person's history is never joined without the code; a portal that
             // admits only known people admits whoever the directory lists.
             Ok(listing) => listing.is_some_and(|l| l.is_person || known_only),
@@ -793,7 +829,7 @@ impl Core {
                 let kind = tenant.kind_of(&email);
                 match self
                     .store
-                    .sign_in_verified(tid, speaking.identity_id, speaking.session_id, &email, kind)
+                    .sign_in_verified(tid, speaking.identity_id, speaking.session_id, &email, kind, AuthMethod::EmailCode)
                     .await
                 {
                     Ok(person) => {

@@ -16,6 +16,7 @@ pub mod domain;
 pub mod email;
 pub mod metrics;
 pub mod nlu;
+pub mod oauth;
 pub mod portal;
 pub mod reports;
 pub mod roles;

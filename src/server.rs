@@ -22,6 +22,8 @@ pub fn router(core: Arc<Core>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/auth/start", get(auth_start))
+        .route("/auth/callback", get(auth_callback))
         .with_state(core)
         .merge(portal)
         .fallback(not_found)
@@ -49,4 +51,46 @@ async fn metrics(State(core): State<Arc<Core>>) -> impl IntoResponse {
 
 async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, "not found\n")
+}
+
+#[derive(serde::Deserialize)]
+struct AuthParams {
+    state: Option<String>,
+    code: Option<String>,
+    error: Option<String>,
+}
+
+fn html_page(p: crate::oauth::Page) -> axum::response::Response {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let body = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t}</title></head><body style=\"font:16px system-ui;max-width:32rem;margin:3rem auto;padding:0 1rem\"><h1>{t}</h1><p>{x}</p></body></html>",
+        t = esc(p.title),
+        x = esc(&p.text)
+    );
+    let status = StatusCode::from_u16(p.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, axum::response::Html(body)).into_response()
+}
+
+async fn auth_start(
+    State(core): State<Arc<Core>>,
+    axum::extract::Query(q): axum::extract::Query<AuthParams>,
+) -> axum::response::Response {
+    match core.oauth_start(q.state.as_deref().unwrap_or("")).await {
+        Ok(url) => axum::response::Redirect::to(&url).into_response(),
+        Err(p) => html_page(p),
+    }
+}
+
+async fn auth_callback(
+    State(core): State<Arc<Core>>,
+    axum::extract::Query(q): axum::extract::Query<AuthParams>,
+) -> axum::response::Response {
+    html_page(
+        core.oauth_callback(q.state.as_deref(), q.code.as_deref(), q.error.as_deref())
+            .await,
+    )
 }

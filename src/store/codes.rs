@@ -144,6 +144,7 @@ impl Store {
         old_session: i64,
         email: &str,
         kind: PersonKind,
+        method: crate::domain::AuthMethod,
     ) -> Result<PersonRef> {
         let now = self.now();
         with_pool!(self.pool(), p, d => {
@@ -184,10 +185,11 @@ impl Store {
                 .bind(person.id)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("update identities set person_id = $1, auth_method = 'email_code', authenticated_at = $2 where id = $3")
+            sqlx::query("update identities set person_id = $1, auth_method = $4, authenticated_at = $2 where id = $3")
                 .bind(person.id)
                 .bind(now)
                 .bind(identity_id)
+                .bind(method.as_str())
                 .execute(&mut *tx)
                 .await?;
             let old = sqlx::query("select token_hash, ip, user_agent, channel from sessions where id = $1")
@@ -208,7 +210,7 @@ impl Store {
             .await?;
             sqlx::query(
                 "insert into sessions (tenant_id, identity_id, person_id, channel, auth_method, login_id, ip, user_agent, token_hash, started_at, last_interaction_at)
-                 values ($1, $2, $3, $4, 'email_code', $5, $6, $7, $8, $9, $9)",
+                 values ($1, $2, $3, $4, $10, $5, $6, $7, $8, $9, $9)",
             )
             .bind(tenant_id)
             .bind(identity_id)
@@ -219,6 +221,7 @@ impl Store {
             .bind(ua)
             .bind(token_hash)
             .bind(now)
+            .bind(method.as_str())
             .execute(&mut *tx)
             .await?;
             let day = day_of(now);
@@ -259,6 +262,104 @@ impl Store {
                 .fetch_one(p)
                 .await?;
             Ok(n > 0)
+        })
+    }
+}
+
+/// An OAuth state as found at the callback.
+#[derive(Debug, Clone)]
+pub struct OAuthState {
+    pub tenant_id: String,
+    pub identity_id: i64,
+    pub session_id: i64,
+    pub pkce_verifier: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum StateLookup {
+    Valid(OAuthState),
+    Unknown,
+    Used,
+    Expired,
+}
+
+/// OAuth states live this long.
+pub const STATE_TTL_MICROS: i64 = 10 * 60 * 1_000_000;
+
+impl Store {
+    pub async fn create_oauth_state(
+        &self,
+        state: &str,
+        tenant_id: &str,
+        identity_id: i64,
+        session_id: i64,
+        verifier: &str,
+    ) -> Result<()> {
+        let now = self.now();
+        with_pool!(self.pool(), p, _d => {
+            sqlx::query(
+                "insert into oauth_states (state, tenant_id, identity_id, session_id, pkce_verifier, created_at, expires_at)
+                 values ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(state)
+            .bind(tenant_id)
+            .bind(identity_id)
+            .bind(session_id)
+            .bind(verifier)
+            .bind(now)
+            .bind(now + STATE_TTL_MICROS)
+            .execute(p)
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// Looks a state up; with `consume`, a valid one is used up (single use, also across
+    /// replicas: only one caller's update succeeds).
+    pub async fn oauth_state(&self, state: &str, consume: bool) -> Result<StateLookup> {
+        let now = self.now();
+        with_pool!(self.pool(), p, d => {
+            let mut tx = p.begin_with(d.begin_write).await?;
+            let row = sqlx::query(
+                "select tenant_id, identity_id, session_id, pkce_verifier, expires_at, used_at from oauth_states where state = $1",
+            )
+            .bind(state)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(r) = row else {
+                tx.rollback().await?;
+                return Ok(StateLookup::Unknown);
+            };
+            let used: Option<i64> = r.try_get(5)?;
+            let expires_at: i64 = r.try_get(4)?;
+            if used.is_some() {
+                tx.rollback().await?;
+                return Ok(StateLookup::Used);
+            }
+            if now > expires_at {
+                tx.rollback().await?;
+                return Ok(StateLookup::Expired);
+            }
+            if consume {
+                let n = sqlx::query("update oauth_states set used_at = $2 where state = $1 and used_at is null")
+                    .bind(state)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 0 {
+                    tx.rollback().await?;
+                    return Ok(StateLookup::Used);
+                }
+            }
+            let found = OAuthState {
+                tenant_id: r.try_get(0)?,
+                identity_id: r.try_get(1)?,
+                session_id: r.try_get(2)?,
+                pkce_verifier: r.try_get(3)?,
+            };
+            tx.commit().await?;
+            Ok(StateLookup::Valid(found))
         })
     }
 }
