@@ -137,6 +137,78 @@ macro_rules! detach_unverified_claims {
 }
 pub(crate) use detach_unverified_claims;
 
+/// Inside a write transaction: the identity now speaks as `$person` (signed in with `$method`);
+/// its session `$old` ends and a new one starts that keeps the browser's token, counted in
+/// the person's rollups.
+macro_rules! move_to_new_session {
+    ($tx:ident, $tenant:expr, $identity:expr, $old:expr, $person:expr, $method:expr, $login:expr, $now:expr) => {{
+            sqlx::query("update identities set person_id = $1, auth_method = $4, authenticated_at = $2 where id = $3")
+                .bind($person)
+                .bind($now)
+                .bind($identity)
+                .bind($method)
+                .execute(&mut *$tx)
+                .await?;
+            let old = sqlx::query("select token_hash, ip, user_agent, channel from sessions where id = $1")
+                .bind($old)
+                .fetch_one(&mut *$tx)
+                .await?;
+            let token_hash: String = old.try_get(0)?;
+            let ip: Option<String> = old.try_get(1)?;
+            let ua: Option<String> = old.try_get(2)?;
+            let channel: String = old.try_get(3)?;
+            sqlx::query(
+                "update sessions set ended_at = coalesce(ended_at, $1), end_reason = coalesce(end_reason, 'identity_changed'),
+                        token_hash = 'moved:' || token_hash where id = $2",
+            )
+            .bind($now)
+            .bind($old)
+            .execute(&mut *$tx)
+            .await?;
+            sqlx::query(
+                "insert into sessions (tenant_id, identity_id, person_id, channel, auth_method, login_id, ip, user_agent, token_hash, started_at, last_interaction_at)
+                 values ($1, $2, $3, $4, $10, $5, $6, $7, $8, $9, $9)",
+            )
+            .bind($tenant)
+            .bind($identity)
+            .bind($person)
+            .bind(&channel)
+            .bind($login)
+            .bind(ip)
+            .bind(ua)
+            .bind(token_hash)
+            .bind($now)
+            .bind($method)
+            .execute(&mut *$tx)
+            .await?;
+            let day = $crate::domain::day_of($now);
+            for ch in [channel.as_str(), "*"] {
+                sqlx::query(
+                    "insert into person_days (tenant_id, person_id, day, channel, sessions) values ($1, $2, $3, $4, 1)
+                     on conflict (tenant_id, person_id, day, channel) do update set sessions = person_days.sessions + 1",
+                )
+                .bind($tenant)
+                .bind($person)
+                .bind(day)
+                .bind(ch)
+                .execute(&mut *$tx)
+                .await?;
+                sqlx::query(
+                    "insert into person_stats (tenant_id, person_id, channel, sessions, first_seen, last_seen) values ($1, $2, $3, 1, $4, $4)
+                     on conflict (tenant_id, person_id, channel) do update set sessions = person_stats.sessions + 1,
+                       last_seen = case when excluded.last_seen > person_stats.last_seen then excluded.last_seen else person_stats.last_seen end",
+                )
+                .bind($tenant)
+                .bind($person)
+                .bind(ch)
+                .bind($now)
+                .execute(&mut *$tx)
+                .await?;
+            }
+    }};
+}
+pub(crate) use move_to_new_session;
+
 /// SQL built once per dialect from a template with `{rows}` standing for the JSON source.
 pub struct DialectSql {
     sqlite: LazyLock<&'static str, Box<dyn Fn() -> &'static str + Send + Sync>>,
@@ -906,61 +978,7 @@ impl Store {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
-            sqlx::query("update identities set person_id = $1, auth_method = 'portal_email', authenticated_at = $2 where id = $3")
-                .bind(pid)
-                .bind(now)
-                .bind(identity_id)
-                .execute(&mut *tx)
-                .await?;
-            let old = sqlx::query("select token_hash, ip, user_agent, channel from sessions where id = $1")
-                .bind(old_session)
-                .fetch_one(&mut *tx)
-                .await?;
-            let token_hash: String = old.try_get(0)?;
-            let ip: Option<String> = old.try_get(1)?;
-            let ua: Option<String> = old.try_get(2)?;
-            let channel: String = old.try_get(3)?;
-            sqlx::query(
-                "update sessions set ended_at = $1, end_reason = 'identity_changed', token_hash = 'moved:' || token_hash where id = $2",
-            )
-            .bind(now)
-            .bind(old_session)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "insert into sessions (tenant_id, identity_id, person_id, channel, auth_method, login_id, ip, user_agent, token_hash, started_at, last_interaction_at)
-                 values ($1, $2, $3, $4, 'portal_email', $5, $6, $7, $8, $9, $9)",
-            )
-            .bind(tenant_id)
-            .bind(identity_id)
-            .bind(pid)
-            .bind(&channel)
-            .bind(email)
-            .bind(ip)
-            .bind(ua)
-            .bind(token_hash)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            let day = day_of(now);
-            for ch in [channel.as_str(), "*"] {
-                sqlx::query("insert into person_days (tenant_id, person_id, day, channel, sessions) values ($1, $2, $3, $4, 1)")
-                    .bind(tenant_id)
-                    .bind(pid)
-                    .bind(day)
-                    .bind(ch)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "insert into person_stats (tenant_id, person_id, channel, sessions, first_seen, last_seen) values ($1, $2, $3, 1, $4, $4)",
-                )
-                .bind(tenant_id)
-                .bind(pid)
-                .bind(ch)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
+            move_to_new_session!(tx, tenant_id, identity_id, old_session, pid, "portal_email", email, now);
             tx.commit().await?;
             Ok(Ok(PersonRef { id: pid, name: None, email: Some(email.to_string()), kind }))
         })
