@@ -197,11 +197,17 @@ impl Pending {
                 replies,
                 metrics,
             } => match rx.await {
-                Ok(Ok(_)) => {
+                Ok(Ok(WriteOutcome::Committed)) => {
                     metrics
                         .messages_out
                         .fetch_add(replies.len() as u64, Relaxed);
                     Ok(Outcome::Replies(replies))
+                }
+                // The same platform message was committed by someone else meanwhile (a
+                // concurrent retry, maybe on another replica): theirs is the answer.
+                Ok(Ok(WriteOutcome::Duplicate)) => {
+                    metrics.duplicates.fetch_add(1, Relaxed);
+                    Ok(Outcome::Duplicate)
                 }
                 Ok(Err(e)) => {
                     metrics.failures.fetch_add(1, Relaxed);
@@ -380,17 +386,21 @@ impl Core {
             at: now,
         };
         let claimed = msg.platform_message_id.is_some();
-        if claimed {
-            // The platform may deliver it again: claim its id (durably, with the inbound
-            // message) before doing anything a retry must not do twice.
-            match self.writer.write(vec![inbound.clone()], true).await {
-                Ok(WriteOutcome::Duplicate) => {
+        if let Some(id) = &msg.platform_message_id {
+            // A retry of a message already recorded (its claim and its replies commit
+            // together, so recorded means answered) is not answered again.
+            match self
+                .store
+                .platform_message_seen(&tenant_id, msg.channel, id)
+                .await
+            {
+                Ok(true) => {
                     self.metrics.duplicates.fetch_add(1, Relaxed);
                     return Ok(Pending {
                         state: PendingState::Ready(Ok(Outcome::Duplicate)),
                     });
                 }
-                Ok(WriteOutcome::Committed) => {}
+                Ok(false) => {}
                 Err(e) => {
                     self.metrics.failures.fetch_add(1, Relaxed);
                     return Err(unavailable(e));
@@ -402,9 +412,7 @@ impl Core {
         let routed = self.route(tenant, &speaking, &msg, &understanding).await;
         let at = self.clock.now_micros().max(now);
         let mut rows = Vec::with_capacity(routed.len() + 1);
-        if !claimed {
-            rows.push(inbound);
-        }
+        rows.push(inbound);
         let mut replies = Vec::with_capacity(routed.len());
         for (reply, actions) in routed {
             rows.push(MessageRow {
@@ -426,7 +434,7 @@ impl Core {
         }
         let rx = self
             .writer
-            .enqueue(rows, false)
+            .enqueue(rows, claimed)
             .await
             .map_err(unavailable)?;
         Ok(Pending {

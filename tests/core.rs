@@ -490,7 +490,46 @@ async fn a_database_outage_is_a_retryable_error_and_records_nothing(db: &TestDb)
     again.stop().await;
 }
 
+async fn a_platform_message_not_recorded_in_an_outage_is_answered_when_retried(db: &TestDb) {
+    let k = Running::start(db).await;
+    let m = || {
+        platform(
+            Channel::Slack,
+            "U5",
+            Some("ola@example.org"),
+            "Ev900",
+            "is the VPN down?",
+        )
+    };
+    k.core
+        .handle(platform(
+            Channel::Slack,
+            "U5",
+            Some("ola@example.org"),
+            "Ev899",
+            "hello",
+        ))
+        .await
+        .unwrap();
+    k.core.store.close().await;
+    assert!(matches!(
+        k.core.handle(m()).await,
+        Err(ConversationError::Unavailable(_))
+    ));
+    k.stop().await;
+    // The platform retries once the database is back: recorded and answered, once.
+    let again = Running::start(db).await;
+    assert!(matches!(again.core.handle(m()).await.unwrap(), Outcome::Replies(r) if r.len() == 1));
+    assert_eq!(again.core.handle(m()).await.unwrap(), Outcome::Duplicate);
+    let users = again.report_json("users").await;
+    let ola = row_of(&users, "ola@example.org").unwrap();
+    assert_eq!(ola["messages_in"], 2);
+    assert_eq!(ola["messages_out"], 2);
+    again.stop().await;
+}
+
 on_both_backends!(
+    a_platform_message_not_recorded_in_an_outage_is_answered_when_retried,
     every_exchange_is_recorded_and_shows_in_the_reports,
     people_who_only_made_small_talk_are_visitors,
     a_replayed_platform_message_is_recorded_and_answered_once,

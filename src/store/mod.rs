@@ -984,3 +984,26 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Whether a platform message id was already recorded (and so answered).
+    pub async fn platform_message_seen(
+        &self,
+        tenant_id: &str,
+        channel: Channel,
+        id: &str,
+    ) -> Result<bool> {
+        with_pool!(&self.pool, p, _d => {
+            let n: i64 = sqlx::query_scalar(
+                "select count(*) from messages
+                 where tenant_id = $1 and channel = $2 and platform_msg_id = $3 and platform_msg_id is not null",
+            )
+            .bind(tenant_id)
+            .bind(channel.as_str())
+            .bind(id)
+            .fetch_one(p)
+            .await?;
+            Ok(n > 0)
+        })
+    }
+}
