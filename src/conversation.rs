@@ -1122,10 +1122,7 @@ impl Core {
         let target = match self.store.find_person(tid, who).await {
             Ok(Some(p)) => p,
             Ok(None) => {
-                return CommandOutput::NotFound(format!(
-                    "No one in {} matches `{who}`.",
-                    tenant.name
-                ));
+                return no_match(tenant, who);
             }
             Err(e) => return unavailable_output(e),
         };
@@ -1189,6 +1186,11 @@ impl Core {
             Err(refusal) => Ok(CommandOutput::Refused(format!("Not erased: {refusal}."))),
         }
     }
+}
+
+/// The answer when WHO names no one in the tenant.
+fn no_match(tenant: &TenantRuntime, who: &str) -> CommandOutput {
+    CommandOutput::NotFound(format!("No one in {} matches `{who}`.", tenant.name))
 }
 
 fn unavailable_output(e: StoreError) -> CommandOutput {
@@ -1421,10 +1423,7 @@ impl Core {
                         format,
                     } => {
                         let Some(person) = self.store.find_person(tid, &who).await? else {
-                            return Ok(CommandOutput::NotFound(format!(
-                                "No one in {} matches `{who}`.",
-                                tenant.name
-                            )));
+                            return Ok(no_match(tenant, &who));
                         };
                         let detail = self
                             .store
@@ -1460,10 +1459,7 @@ impl Core {
                     }
                     Some(who) => {
                         let Some(person) = self.store.find_person(tid, &who).await? else {
-                            return Ok(CommandOutput::NotFound(format!(
-                                "No one in {} matches `{who}`.",
-                                tenant.name
-                            )));
+                            return Ok(no_match(tenant, &who));
                         };
                         let roles = self.store.roles_of(person.id).await?;
                         Ok(CommandOutput::Text(format!(
@@ -1502,18 +1498,12 @@ impl Core {
                         match self.store.find_person(tid, &email).await? {
                             Some(p) => p,
                             None => {
-                                return Ok(CommandOutput::NotFound(format!(
-                                    "No one in {} matches `{who}`.",
-                                    tenant.name
-                                )));
+                                return Ok(no_match(tenant, &who));
                             }
                         }
                     }
                     None => {
-                        return Ok(CommandOutput::NotFound(format!(
-                            "No one in {} matches `{who}`.",
-                            tenant.name
-                        )));
+                        return Ok(no_match(tenant, &who));
                     }
                 };
                 if let Actor::Person { person, .. } = actor
@@ -1550,10 +1540,7 @@ impl Core {
                     return Ok(refusal);
                 }
                 let Some(target) = self.store.find_person(tid, &who).await? else {
-                    return Ok(CommandOutput::NotFound(format!(
-                        "No one in {} matches `{who}`.",
-                        tenant.name
-                    )));
+                    return Ok(no_match(tenant, &who));
                 };
                 self.writer.flush().await?;
                 Ok(CommandOutput::Export(
@@ -1566,10 +1553,7 @@ impl Core {
                     return Ok(refusal);
                 }
                 let Some(target) = self.store.find_person(tid, &who).await? else {
-                    return Ok(CommandOutput::NotFound(format!(
-                        "No one in {} matches `{who}`.",
-                        tenant.name
-                    )));
+                    return Ok(no_match(tenant, &who));
                 };
                 self.writer.flush().await?;
                 self.erase(tenant, actor, channel, &target).await

@@ -162,21 +162,7 @@ impl Store {
                     kind: PersonKind::parse(&r.try_get::<String, _>(2)?).unwrap_or(PersonKind::Customer),
                 },
                 None => {
-                    let id: i64 = sqlx::query_scalar(
-                        "insert into people (tenant_id, email, kind, email_verified, created_at) values ($1, $2, $3, 1, $4) returning id",
-                    )
-                    .bind(tenant_id)
-                    .bind(email)
-                    .bind(kind.as_str())
-                    .bind(now)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    sqlx::query("insert into person_roles (tenant_id, person_id, role, granted_at) values ($1, $2, 'customer', $3)")
-                        .bind(tenant_id)
-                        .bind(id)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                    let id = super::insert_customer!(tx, tenant_id, email, kind, 1i64, now);
                     PersonRef { id, name: None, email: Some(email.to_string()), kind }
                 }
             };

@@ -137,6 +137,30 @@ macro_rules! detach_unverified_claims {
 }
 pub(crate) use detach_unverified_claims;
 
+/// Inside a write transaction: a new person with this email, holding `customer`; their id.
+macro_rules! insert_customer {
+    ($tx:ident, $tenant:expr, $email:expr, $kind:expr, $verified:expr, $now:expr) => {{
+        let id: i64 = sqlx::query_scalar(
+            "insert into people (tenant_id, email, kind, email_verified, created_at) values ($1, $2, $3, $4, $5) returning id",
+        )
+        .bind($tenant)
+        .bind($email)
+        .bind($kind.as_str())
+        .bind($verified)
+        .bind($now)
+        .fetch_one(&mut *$tx)
+        .await?;
+        sqlx::query("insert into person_roles (tenant_id, person_id, role, granted_at) values ($1, $2, 'customer', $3)")
+            .bind($tenant)
+            .bind(id)
+            .bind($now)
+            .execute(&mut *$tx)
+            .await?;
+        id
+    }};
+}
+pub(crate) use insert_customer;
+
 /// Inside a write transaction: the identity now speaks as `$person` (signed in with `$method`);
 /// its session `$old` ends and a new one starts that keeps the browser's token, counted in
 /// the person's rollups.
@@ -963,21 +987,7 @@ impl Store {
                 tx.rollback().await?;
                 return Ok(Err(LinkRefusal::AlreadyKnown));
             }
-            let pid: i64 = sqlx::query_scalar(
-                "insert into people (tenant_id, email, kind, email_verified, created_at) values ($1, $2, $3, 0, $4) returning id",
-            )
-            .bind(tenant_id)
-            .bind(email)
-            .bind(kind.as_str())
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
-            sqlx::query("insert into person_roles (tenant_id, person_id, role, granted_at) values ($1, $2, 'customer', $3)")
-                .bind(tenant_id)
-                .bind(pid)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            let pid: i64 = insert_customer!(tx, tenant_id, email, kind, 0i64, now);
             move_to_new_session!(tx, tenant_id, identity_id, old_session, pid, "portal_email", email, now);
             tx.commit().await?;
             Ok(Ok(PersonRef { id: pid, name: None, email: Some(email.to_string()), kind }))
