@@ -14,6 +14,7 @@ pub mod conversation;
 pub mod directory;
 pub mod domain;
 pub mod email;
+pub mod helpdesk;
 pub mod metrics;
 pub mod nlu;
 pub mod oauth;
