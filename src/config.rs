@@ -356,6 +356,14 @@ impl Config {
                 "must start with http:// or https://",
             ));
         }
+        if let Some(dir) = self.helpdesk.kb_dir.as_deref().filter(|d| !d.trim().is_empty())
+            && !std::path::Path::new(dir).is_dir()
+        {
+            return Err(err(
+                "helpdesk.kb_dir",
+                format!("`{dir}` is not a folder (of Markdown articles)"),
+            ));
+        }
         if self.server.max_body_bytes < 1024 {
             return Err(err("server.max_body_bytes", "must be at least 1024"));
         }

@@ -23,6 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
+mod help;
+
 /// How long this process trusts its memory of who is speaking in which session before
 /// asking the database again (another replica may have ended the session).
 const SPEAKER_CACHE_TTL_MICROS: i64 = 2_000_000;
@@ -135,6 +137,10 @@ struct Speaking {
     last_at: i64,
     checked_at: i64,
     state: Option<ConvState>,
+    /// The takeover this identity is part of (person or operator).
+    relay: Option<crate::store::helpdesk::Relay>,
+    /// Relayed messages wait for this identity.
+    inbox: bool,
 }
 
 /// What a conversation waits for, kept in the store per channel identity.
@@ -154,6 +160,16 @@ pub enum ConvState {
         label: String,
         expires_at: i64,
     },
+    /// Articles were shown; a yes/no next says whether they helped (anything else is a new
+    /// message).
+    KbFeedback {
+        question: String,
+        articles: Vec<String>,
+    },
+    /// A request is proposed; yes creates it, no drops it (anything else is a new message).
+    ConfirmRequest { summary: String, description: String },
+    /// "Create a request" without saying what: the next message is its summary.
+    AwaitingRequestSummary,
 }
 
 /// How long a `/koji forget` confirmation stays open.
@@ -171,6 +187,7 @@ pub struct Core {
     clock: Arc<dyn Clock>,
     mailer: Option<crate::email::Mailer>,
     directory: Arc<dyn crate::directory::Directory>,
+    helpdesk: Arc<dyn crate::helpdesk::HelpDesk>,
 }
 
 /// A message whose replies are decided and whose exchange is queued for commit.
@@ -262,12 +279,14 @@ impl Core {
                     .await?;
             }
         }
+        let helpdesk = crate::helpdesk::start(&config, &store).await?;
         let (writer, task) = BatchWriter::start(store.pool().clone(), config.database.batch_max);
         let mailer = crate::email::Mailer::new(config.email.as_ref()).unwrap_or_else(|e| {
             tracing::error!(error = %e, "email disabled");
             None
         });
         let core = Core {
+            helpdesk,
             mailer,
             directory: Arc::new(crate::directory::LocalDirectory {
                 store: store.clone(),
@@ -571,7 +590,11 @@ impl Core {
             .conversation_state(resolved.identity_id)
             .await?
             .and_then(|j| serde_json::from_str::<ConvState>(&j).ok());
+        let relay = self.store.relay_of(resolved.identity_id).await?;
+        let inbox = relay.is_some() || self.store.relay_pending(resolved.identity_id).await?;
         let s = Speaking {
+            relay,
+            inbox,
             state,
             identity_id: resolved.identity_id,
             person: resolved.person,
@@ -668,7 +691,8 @@ impl Core {
             ))
             .await;
         }
-        if known {
+        // Outside the portal, a typed email is never taken on trust: the code proves it.
+        if known || msg.channel != Channel::Portal {
             if self.mailer.is_none() {
                 return ask_again(format!(
                     "{email} needs a one-time code to sign in. {needs_code}"
@@ -936,14 +960,98 @@ impl Core {
         msg: &Inbound,
         u: &Understanding,
     ) -> Vec<(Reply, Vec<String>)> {
+        // Messages relayed to this identity (a takeover) come first.
+        let mut out = if speaking.inbox {
+            self.relayed(speaking).await
+        } else {
+            Vec::new()
+        };
+        out.extend(self.route_message(tenant, speaking, msg, u).await);
+        out
+    }
+
+    async fn route_message(
+        &self,
+        tenant: &TenantRuntime,
+        speaking: &Speaking,
+        msg: &Inbound,
+        u: &Understanding,
+    ) -> Vec<(Reply, Vec<String>)> {
         if let Some(state) = &speaking.state {
-            return vec![
-                self.continue_state(tenant, speaking, msg, state.clone())
-                    .await,
-            ];
+            let tid = tenant.config.id.as_str();
+            let is_command = command_text(&msg.text).is_some();
+            // Soft states: a yes/no answers them; anything else is a new message.
+            let soft = match state {
+                ConvState::KbFeedback { question, .. } => Some(
+                    match help::yes_no(&msg.text).filter(|_| !is_command) {
+                        Some(helped) => {
+                            self.clear_state(tid, msg, speaking).await;
+                            return vec![
+                                self.kb_feedback(tenant, speaking, msg, helped, question.clone())
+                                    .await,
+                            ];
+                        }
+                        None => (),
+                    },
+                ),
+                ConvState::ConfirmRequest {
+                    summary,
+                    description,
+                } => Some(match help::yes_no(&msg.text).filter(|_| !is_command) {
+                    Some(yes) => {
+                        self.clear_state(tid, msg, speaking).await;
+                        return vec![if yes {
+                            self.create_request(
+                                tenant,
+                                speaking,
+                                summary.clone(),
+                                description.clone(),
+                            )
+                            .await
+                        } else {
+                            (
+                                Reply::text("OK, I didn't create a request. Anything else?"),
+                                vec![],
+                            )
+                        }];
+                    }
+                    None => (),
+                }),
+                ConvState::AwaitingRequestSummary if !is_command => {
+                    self.clear_state(tid, msg, speaking).await;
+                    let summary = match help::request_summary(&msg.text) {
+                        s if s.is_empty() => msg.text.trim().to_string(),
+                        s => s,
+                    };
+                    return vec![
+                        self.confirm_request(
+                            tenant,
+                            speaking,
+                            msg,
+                            summary,
+                            msg.text.trim().to_string(),
+                        )
+                        .await,
+                    ];
+                }
+                ConvState::AwaitingRequestSummary => Some(()),
+                _ => None,
+            };
+            match soft {
+                Some(()) => self.clear_state(tid, msg, speaking).await,
+                None => {
+                    return vec![
+                        self.continue_state(tenant, speaking, msg, state.clone())
+                            .await,
+                    ];
+                }
+            }
         }
         if let Some(words) = command_text(&msg.text) {
             return vec![self.chat_command(tenant, speaking, msg, words).await];
+        }
+        if let Some(relay) = &speaking.relay {
+            return self.relay(tenant, speaking, msg, relay).await;
         }
         let name = speaking
             .person
@@ -963,31 +1071,72 @@ impl Core {
             "goodbye" => "Goodbye! Come back any time.".to_string(),
             "smalltalk" => "I'm Koji, a help desk assistant. What can I help you with?".to_string(),
             _ if speaking.person.is_none() => {
-                let hint = match msg.channel {
-                    Channel::Console => {
-                        "Start the chat with `koji chat --as EMAIL` so I know who you are."
-                    }
-                    _ => "Please sign in so I can help you.",
-                };
-                return vec![(
-                    Reply::text(format!("I don't know who you are yet. {hint}")),
-                    vec!["auth_offered".to_string()],
-                )];
+                return vec![self.offer_sign_in(tenant, speaking, msg).await];
             }
-            _ => {
-                let about: Vec<&str> = u.entities.iter().map(|e| e.value.as_str()).collect();
-                if about.is_empty() {
-                    "I couldn't find an answer to that. Could you tell me more — which product, and any error message you see?"
-                        .to_string()
-                } else {
-                    format!(
-                        "I couldn't find an answer about {} yet. Could you tell me more about what you were doing when it happened?",
-                        about.join(", ")
-                    )
+            "handoff" => return vec![self.ask_for_human(tenant, speaking).await],
+            "request" => return vec![self.propose_request(tenant, speaking, msg).await],
+            "request_status" => {
+                if let Some(key) = u.entities.iter().find(|e| e.kind == "issue_key") {
+                    return vec![self.request_status(tenant, speaking, &key.value).await];
                 }
+                // Lowercase keys (`req-3`) are not entities; find them in the text.
+                if let Some(key) = msg
+                    .text
+                    .split(|c: char| !c.is_alphanumeric() && c != '-')
+                    .find(|w| w.contains('-') && w.rsplit('-').next().is_some_and(|n| n.parse::<u64>().is_ok()))
+                {
+                    return vec![self.request_status(tenant, speaking, &key.to_ascii_uppercase()).await];
+                }
+                return vec![self.answer_question(tenant, speaking, msg).await];
             }
+            _ => return vec![self.answer_question(tenant, speaking, msg).await],
         };
         vec![(Reply::text(text), Vec::new())]
+    }
+
+    async fn clear_state(&self, tid: &str, msg: &Inbound, speaking: &Speaking) {
+        if let Err(e) = self.set_state(tid, msg, speaking.identity_id, None).await {
+            tracing::warn!(error = %e, "conversation state not cleared");
+        }
+    }
+
+    /// Someone Koji doesn't know asked for help: how to sign in on this channel.
+    async fn offer_sign_in(
+        &self,
+        tenant: &TenantRuntime,
+        speaking: &Speaking,
+        msg: &Inbound,
+    ) -> (Reply, Vec<String>) {
+        let auth = vec!["auth_offered".to_string()];
+        if msg.channel == Channel::Console {
+            return (
+                Reply::text("I don't know who you are yet. Start the chat with `koji chat --as EMAIL` so I know who you are."),
+                auth,
+            );
+        }
+        let tid = tenant.config.id.as_str();
+        // The next message may be an email: a one-time code (or the staff sign-in) follows.
+        let state = ConvState::AwaitingEmail { known_only: false };
+        if let Err(e) = self.set_state(tid, msg, speaking.identity_id, Some(state)).await {
+            tracing::warn!(error = %e, "conversation state not kept");
+        }
+        let mut text = String::from("I don't know who you are yet. Please sign in so I can help you: ");
+        if self.mailer.is_some() {
+            text.push_str("type your email address and I'll send you a one-time code.");
+        } else {
+            text.push_str("type your email address.");
+        }
+        let mut reply = Reply::text(text);
+        if self.oauth_enabled() {
+            match self.oauth_link(tid, speaking.identity_id, speaking.session_id).await {
+                Ok(url) => {
+                    reply.text.push_str(&format!(" Staff can sign in with their company account: {url}"));
+                    reply.attachments.push(Attachment::SignIn { url, label: "Sign in".into() });
+                }
+                Err(e) => tracing::warn!(error = %e, "oauth link not stored"),
+            }
+        }
+        (reply, auth)
     }
 
     /// The conversation was waiting for an answer: this message is it.
@@ -1014,6 +1163,13 @@ impl Core {
                 self.check_code(tenant, speaking, msg, email, known_only)
                     .await
             }
+            // Soft states are answered in `route_message`.
+            ConvState::KbFeedback { .. }
+            | ConvState::ConfirmRequest { .. }
+            | ConvState::AwaitingRequestSummary => (
+                Reply::text("Sorry, I lost track of that. What can I help you with?"),
+                vec![],
+            ),
             ConvState::EraseConfirmation {
                 person_id,
                 label,
@@ -1097,6 +1253,8 @@ impl Core {
         let parsed = commands::parse(words);
         let word = parsed.as_ref().map(|c| c.word()).unwrap_or("help");
         let out = match parsed {
+            Ok(Command::Takeover { who }) => return self.take_over(tenant, speaking, &who).await,
+            Ok(Command::Release) => return self.release(tenant, speaking).await,
             Ok(Command::Forget { who }) => {
                 self.ask_erase(tenant, &actor, speaking, msg, &who).await
             }
@@ -1569,7 +1727,7 @@ impl Core {
                 )))
             }
             Command::Takeover { .. } | Command::Release => Ok(CommandOutput::Text(format!(
-                "/koji {word} arrives with the help desk's operator handoff; it is not available in this version of Koji yet."
+                "/koji {word} works inside a conversation: an operator types it in chat (Slack, Teams, Discord, the portal or `koji chat --as EMAIL`)."
             ))),
         }
     }

@@ -66,6 +66,11 @@ enum Cmd {
         #[command(subcommand)]
         action: UsersCmd,
     },
+    /// The local knowledge base (Markdown articles in `helpdesk.kb_dir`).
+    Kb {
+        #[command(subcommand)]
+        action: KbCmd,
+    },
     /// Apply database migrations.
     Migrate,
     /// Measure throughput and report latency (for developers).
@@ -77,6 +82,12 @@ enum Cmd {
 enum UsersCmd {
     /// Seed the directory from a CSV file (header: email,name,kind,roles).
     Import { file: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum KbCmd {
+    /// Load the articles again (every replica answers from the database at once).
+    Reload,
 }
 
 #[derive(Args)]
@@ -200,7 +211,45 @@ async fn run(cli: Cli, config: Config) -> ExitCode {
         Cmd::Users {
             action: UsersCmd::Import { file },
         } => import(config, cli.tenant, file).await,
+        Cmd::Kb {
+            action: KbCmd::Reload,
+        } => kb_reload(config).await,
     }
+}
+
+async fn kb_reload(config: Config) -> ExitCode {
+    let docs = match koji::helpdesk::kb::load(config.helpdesk.kb_dir.as_deref()) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("koji: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let store = match koji::app::open_store(&config, Arc::new(SystemClock)).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    let code = match store.sync_kb(&docs).await {
+        Ok(s) => {
+            println!(
+                "knowledge base reloaded from {}: {} articles ({} added, {} updated, {} removed, {} unchanged)",
+                config
+                    .helpdesk
+                    .kb_dir
+                    .as_deref()
+                    .unwrap_or("the built-in examples"),
+                docs.len(),
+                s.added,
+                s.updated,
+                s.removed,
+                s.unchanged
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    };
+    store.close().await;
+    code
 }
 
 /// Asks on the terminal (or reads one line from a pipe); true for `yes`.

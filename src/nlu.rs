@@ -55,9 +55,28 @@ const SMALL_TALK: [(&str, &str); 4] = [
     ),
 ];
 
+/// Built-in help-desk intents, matched against the raw message (case-insensitive), in order.
+/// `request_status` needs a request key (`REQ-12`, `IT-42`) and a word asking about it (or
+/// the key alone).
+const HELP_DESK: [(&str, &str); 3] = [
+    (
+        "handoff",
+        r"(?i)\b(talk|speak|chat)\s+(to|with)\s+(a\s+|an\s+|some\s+|the\s+)?(human|person|agent|operator|someone|somebody|real person|live agent|service desk)\b|\b(human|live|real)\s+(agent|person|support|operator)\b|^\s*(agent|human|operator|representative)\s*[.!?]*\s*$",
+    ),
+    (
+        "request_status",
+        r"(?i)^\s*[A-Z][A-Z0-9]{1,9}-[1-9]\d{0,8}\s*[?.!]*\s*$|(?i)\b(status|state|progress|update|news|check|where|what about|how about|how is|how's)\b.*\b[A-Z][A-Z0-9]{1,9}-[1-9]\d{0,8}\b|\b[A-Z][A-Z0-9]{1,9}-[1-9]\d{0,8}\b.*\b(status|progress|update)\b",
+    ),
+    (
+        "request",
+        r"(?i)^\s*(please\s+)?((can|could|would) you\s+|i want to\s+|i'?d like to\s+)?(create|open|raise|file|log|submit|make)\s+(me\s+)?(a|an|the)?\s*(new\s+)?(service\s+)?(request|ticket|case|incident)\b|\b(i|we)\s+(need|want|would like|'d like)\s+(a|an|new|another)\s|\b(can|could|may)\s+(i|we)\s+(get|have|order)\s+(a|an|new|another)\s|^\s*request\s+(a|an|new)\s",
+    ),
+];
+
 pub struct Nlu {
     configured: Option<(RegexSet, Vec<ConfiguredIntent>)>,
     small_talk: RegexSet,
+    help_desk: RegexSet,
     email: Regex,
     url: Regex,
     ip: Regex,
@@ -126,6 +145,7 @@ impl Nlu {
         Nlu {
             configured,
             small_talk: RegexSet::new(SMALL_TALK.map(|(_, p)| p)).expect("built-in patterns"),
+            help_desk: RegexSet::new(HELP_DESK.map(|(_, p)| p)).expect("built-in patterns"),
             email: Regex::new(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
                 .unwrap(),
             url: Regex::new(r#"\bhttps?://[^\s<>"'|]+[^\s<>"'|.,;:!?)]"#).unwrap(),
@@ -175,6 +195,9 @@ impl Nlu {
         }
         if normal.is_empty() {
             return ("smalltalk".into(), false, None);
+        }
+        if let Some(i) = self.help_desk.matches(trimmed).iter().next() {
+            return (HELP_DESK[i].0.to_string(), true, None);
         }
         ("question".into(), true, None)
     }
@@ -338,6 +361,18 @@ mod tests {
         check("/KOJI help", "command", true);
         check("/kojiusers", "question", true);
         check("I want a refund", "billing", true);
+        check("I need a new laptop", "request", true);
+        check("create a request: my monitor flickers", "request", true);
+        check("Could you open a ticket for me?", "request", true);
+        check("can I get a new headset", "request", true);
+        check("status of REQ-12", "request_status", true);
+        check("what's the status of req-3?", "request_status", true);
+        check("IT-42", "request_status", true);
+        check("any update on IT-42", "request_status", true);
+        check("I want to talk to a human", "handoff", true);
+        check("agent", "handoff", true);
+        check("can I speak with someone please", "handoff", true);
+        check("my request was rejected", "question", true);
     }
 
     #[test]

@@ -24,6 +24,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/metrics", get(metrics))
         .route("/auth/start", get(auth_start))
         .route("/auth/callback", get(auth_callback))
+        .route("/kb/{slug}", get(kb_article))
         .with_state(core)
         .merge(portal)
         .fallback(not_found)
@@ -93,4 +94,30 @@ async fn auth_callback(
         core.oauth_callback(q.state.as_deref(), q.code.as_deref(), q.error.as_deref())
             .await,
     )
+}
+
+/// `GET /kb/{slug}`: a knowledge-base article of the local help desk, as a readable page
+/// (the Markdown shown as written, escaped).
+async fn kb_article(
+    State(core): State<Arc<Core>>,
+    axum::extract::Path(slug): axum::extract::Path<String>,
+) -> axum::response::Response {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    match core.store.kb_article(&slug).await {
+        Ok(Some((title, body))) => axum::response::Html(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{t}</title></head><body style=\"font:16px system-ui;max-width:40rem;margin:2rem auto;padding:0 1rem\"><h1>{t}</h1><div style=\"white-space:pre-wrap\">{b}</div></body></html>",
+            t = esc(&title),
+            b = esc(&body)
+        ))
+        .into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, "no such article\n").into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "article not read");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable\n").into_response()
+        }
+    }
 }

@@ -91,3 +91,32 @@ pub trait HelpDesk: Send + Sync {
         Ok(())
     }
 }
+
+pub mod kb;
+pub mod local;
+
+/// The help desk the configuration asks for. The local one loads its knowledge base into
+/// the database first (`helpdesk.kb_dir`, or the built-in examples).
+pub async fn start(
+    config: &crate::config::Config,
+    store: &crate::store::Store,
+) -> Result<std::sync::Arc<dyn HelpDesk>, crate::store::StoreError> {
+    match kb::load(config.helpdesk.kb_dir.as_deref()) {
+        Ok(docs) => {
+            let sync = store.sync_kb(&docs).await?;
+            tracing::info!(
+                articles = docs.len(),
+                added = sync.added,
+                updated = sync.updated,
+                removed = sync.removed,
+                "knowledge base loaded"
+            );
+        }
+        // The articles already in the database keep answering.
+        Err(e) => tracing::error!(error = %e, "knowledge base not loaded"),
+    }
+    Ok(std::sync::Arc::new(local::LocalHelpDesk {
+        store: store.clone(),
+        public_url: config.server.public_url.clone(),
+    }))
+}

@@ -218,6 +218,10 @@ impl Store {
                 "delete from person_days where person_id = $1",
                 "delete from person_stats where person_id = $1",
                 "delete from conversation_state where identity_id in (select id from identities where person_id = $1)",
+                "delete from relay_outbox where identity_id in (select id from identities where person_id = $1)",
+                "delete from handoffs where person_id = $1 or operator_person_id = $1",
+                "delete from request_comments where request_id in (select id from requests where reporter_person_id = $1)",
+                "delete from requests where reporter_person_id = $1",
                 "delete from sessions where person_id = $1 or identity_id in (select id from identities where person_id = $1)",
                 "delete from identities where person_id = $1",
                 "delete from person_roles where person_id = $1",
@@ -322,6 +326,25 @@ impl Store {
                 }))
             })
             .collect::<Result<_>>()?;
+            let requests: Vec<Value> = sqlx::query(
+                "select key, summary, description, status, created_at from requests
+                 where tenant_id = $1 and reporter_person_id = $2 order by created_at, id",
+            )
+            .bind(tenant_id)
+            .bind(person.id)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(|r| -> Result<Value> {
+                Ok(json!({
+                    "key": r.try_get::<String, _>(0)?,
+                    "summary": r.try_get::<String, _>(1)?,
+                    "description": r.try_get::<String, _>(2)?,
+                    "status": r.try_get::<String, _>(3)?,
+                    "created_at": rfc3339(r.try_get(4)?),
+                }))
+            })
+            .collect::<Result<_>>()?;
             Ok(json!({
                 "export": "person",
                 "tenant": tenant_id,
@@ -341,6 +364,7 @@ impl Store {
                 "sessions": sessions,
                 "exchanges": exchanges,
                 "interests": detail.interests,
+                "requests": requests,
                 "audit": audit,
             }))
         })

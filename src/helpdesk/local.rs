@@ -1,0 +1,222 @@
+//! The local help desk (the default): articles searched with the database's own full-text
+//! search, requests kept in the database.
+
+use super::{Article, HelpDesk, HelpDeskError, NewRequest, Request};
+use crate::store::helpdesk::{KbHit, StoredRequest};
+use crate::store::{Store, StoreError};
+
+pub struct LocalHelpDesk {
+    pub store: Store,
+    /// `server.public_url`, for article links (`{public_url}/kb/{slug}`).
+    pub public_url: String,
+}
+
+/// Words that say nothing about what someone needs.
+const STOPWORDS: &[&str] = &[
+    "a", "about", "after", "all", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but",
+    "by", "can", "cannot", "cant", "could", "did", "do", "does", "doing", "dont", "for", "from",
+    "get", "got", "had", "has", "have", "having", "he", "hello", "help", "her", "hi", "him", "his",
+    "how", "i", "if", "im", "in", "into", "is", "isnt", "it", "its", "ive", "just", "keep", "me",
+    "mine", "more", "my", "myself", "need", "no", "not", "of", "on", "or", "our", "please", "so",
+    "some", "still", "than", "thanks", "that", "the", "their", "them", "then", "there", "these",
+    "they", "this", "to", "too", "up", "us", "use", "very", "want", "was", "we", "were", "what",
+    "when", "where", "which", "who", "why", "will", "with", "wont", "would", "you", "your",
+];
+
+/// The words of a question worth searching for: lowercase letters and digits, no stopwords,
+/// each once, at most 16.
+pub fn search_terms(question: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for word in question
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .map(|w| w.replace('\'', "").to_lowercase())
+    {
+        if word.chars().count() < 2 || STOPWORDS.contains(&word.as_str()) || out.contains(&word) {
+            continue;
+        }
+        out.push(word);
+        if out.len() == 16 {
+            break;
+        }
+    }
+    out
+}
+
+/// A term's stem-ish prefix: enough to find `passwords` in `password`.
+fn root(term: &str) -> String {
+    term.chars().take(5).collect()
+}
+
+/// How many of `terms` the article mentions.
+fn coverage(terms: &[String], hit: &KbHit) -> usize {
+    let text = format!("{} {}", hit.title, hit.body).to_lowercase();
+    terms.iter().filter(|t| text.contains(&root(t))).count()
+}
+
+/// Markdown to plain text, good enough for an excerpt: no emphasis, code marks, headings or
+/// link targets.
+fn plain(md: &str) -> String {
+    let re = regex_link();
+    let s = re.replace_all(md, "$1");
+    s.replace(['*', '`', '_'], "")
+        .trim_start_matches(['#', ' ', '>', '-'])
+        .trim()
+        .to_string()
+}
+
+fn regex_link() -> &'static regex::Regex {
+    static RE: std::sync::LazyLock<regex::Regex> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"\[([^\]]*)\]\([^)]*\)").expect("regex"));
+    &RE
+}
+
+/// The paragraph that best shows why the article matched, shortened at a word boundary.
+pub fn excerpt(body: &str, terms: &[String], max: usize) -> String {
+    let paragraphs: Vec<String> = body
+        .split("\n\n")
+        .map(|p| {
+            p.lines()
+                .map(plain)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .filter(|p| !p.is_empty())
+        .collect();
+    // The first paragraph that mentions the most of the question's words.
+    let mut best: Option<(usize, &String)> = None;
+    for p in &paragraphs {
+        let lower = p.to_lowercase();
+        let n = terms.iter().filter(|t| lower.contains(&root(t))).count();
+        if best.is_none_or(|(m, _)| n > m) {
+            best = Some((n, p));
+        }
+    }
+    let best = best.map(|(_, p)| p.clone()).unwrap_or_default();
+    shorten(&best, max)
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let cut: String = text.chars().take(max).collect();
+    let cut = match cut.rfind(' ') {
+        Some(i) if i > max / 2 => &cut[..i],
+        _ => cut.as_str(),
+    };
+    format!("{}…", cut.trim_end_matches([',', '.', ';', ':']))
+}
+
+fn unavailable(e: StoreError) -> HelpDeskError {
+    HelpDeskError::Unavailable(e.to_string())
+}
+
+fn request(r: StoredRequest) -> Request {
+    Request {
+        key: r.key,
+        summary: r.summary,
+        status: r.status,
+        reporter_email: r.reporter_email,
+        reporter_person_id: r.reporter_person_id,
+        url: None,
+        comments: r.comments,
+    }
+}
+
+#[async_trait::async_trait]
+impl HelpDesk for LocalHelpDesk {
+    async fn search(
+        &self,
+        _tenant_id: &str,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<Article>, HelpDeskError> {
+        let terms = search_terms(query);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let hits = self
+            .store
+            .search_kb(&terms, limit.max(1) * 3)
+            .await
+            .map_err(unavailable)?;
+        // Full-text search matches any word; an answer must cover enough of the question
+        // (a third of its words, at least one) to be worth showing.
+        let needed = terms.len().div_ceil(3).max(1);
+        // Articles far behind the best one are noise next to it.
+        let best = hits.first().map(|h| h.score).unwrap_or(0.0);
+        Ok(hits
+            .into_iter()
+            .filter(|h| coverage(&terms, h) >= needed && h.score >= best * 0.5)
+            .take(limit)
+            .map(|h| Article {
+                url: Some(format!(
+                    "{}/kb/{}",
+                    self.public_url.trim_end_matches('/'),
+                    h.slug
+                )),
+                excerpt: excerpt(&h.body, &terms, 200),
+                id: h.slug,
+                title: h.title,
+                score: h.score,
+            })
+            .collect())
+    }
+
+    async fn create_request(&self, new: NewRequest) -> Result<Request, HelpDeskError> {
+        self.store
+            .create_request(
+                &new.tenant_id,
+                &new.summary,
+                &new.description,
+                Some(new.reporter.id),
+                new.reporter.email.as_deref(),
+            )
+            .await
+            .map(request)
+            .map_err(unavailable)
+    }
+
+    async fn request(&self, tenant_id: &str, key: &str) -> Result<Option<Request>, HelpDeskError> {
+        self.store
+            .request_by_key(tenant_id, key)
+            .await
+            .map(|r| r.map(request))
+            .map_err(unavailable)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_terms_drop_small_words_and_repeats() {
+        let cases: &[(&str, &[&str])] = &[
+            ("How do I reset my password?", &["reset", "password"]),
+            (
+                "VPN error 0x800F081F, VPN again",
+                &["vpn", "error", "0x800f081f", "again"],
+            ),
+            ("hello, how are you?", &[]),
+            ("I can't open Outlook", &["open", "outlook"]),
+        ];
+        for (q, want) in cases {
+            assert_eq!(search_terms(q), *want, "{q}");
+        }
+    }
+
+    #[test]
+    fn excerpt_picks_the_matching_paragraph_as_plain_text() {
+        let body = "Intro paragraph.\n\n**Error 0x800F081F**: the [client](http://x) is `old`.\n\nOther.";
+        let terms = search_terms("error 0x800F081F");
+        assert_eq!(
+            excerpt(body, &terms, 200),
+            "Error 0x800F081F: the client is old."
+        );
+        let long = "word ".repeat(100);
+        let e = excerpt(&long, &terms, 30);
+        assert!(e.ends_with('…') && e.chars().count() <= 31, "{e}");
+    }
+}
