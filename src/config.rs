@@ -356,7 +356,11 @@ impl Config {
                 "must start with http:// or https://",
             ));
         }
-        if let Some(dir) = self.helpdesk.kb_dir.as_deref().filter(|d| !d.trim().is_empty())
+        if let Some(dir) = self
+            .helpdesk
+            .kb_dir
+            .as_deref()
+            .filter(|d| !d.trim().is_empty())
             && !std::path::Path::new(dir).is_dir()
         {
             return Err(err(

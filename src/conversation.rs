@@ -167,7 +167,10 @@ pub enum ConvState {
         articles: Vec<String>,
     },
     /// A request is proposed; yes creates it, no drops it (anything else is a new message).
-    ConfirmRequest { summary: String, description: String },
+    ConfirmRequest {
+        summary: String,
+        description: String,
+    },
     /// "Create a request" without saying what: the next message is its summary.
     AwaitingRequestSummary,
 }
@@ -977,13 +980,23 @@ impl Core {
         msg: &Inbound,
         u: &Understanding,
     ) -> Vec<(Reply, Vec<String>)> {
-        if let Some(state) = &speaking.state {
+        let is_command = command_text(&msg.text).is_some();
+        // A command typed while sign-in waits for an email or a code is answered; the
+        // sign-in keeps waiting. (On a portal the email comes before anything else.)
+        let state = speaking.state.as_ref().filter(|s| {
+            !(is_command
+                && msg.channel != Channel::Portal
+                && matches!(
+                    s,
+                    ConvState::AwaitingEmail { .. } | ConvState::AwaitingCode { .. }
+                ))
+        });
+        if let Some(state) = state {
             let tid = tenant.config.id.as_str();
-            let is_command = command_text(&msg.text).is_some();
             // Soft states: a yes/no answers them; anything else is a new message.
             let soft = match state {
-                ConvState::KbFeedback { question, .. } => Some(
-                    match help::yes_no(&msg.text).filter(|_| !is_command) {
+                ConvState::KbFeedback { question, .. } => {
+                    Some(match help::yes_no(&msg.text).filter(|_| !is_command) {
                         Some(helped) => {
                             self.clear_state(tid, msg, speaking).await;
                             return vec![
@@ -992,8 +1005,8 @@ impl Core {
                             ];
                         }
                         None => (),
-                    },
-                ),
+                    })
+                }
                 ConvState::ConfirmRequest {
                     summary,
                     description,
@@ -1083,9 +1096,17 @@ impl Core {
                 if let Some(key) = msg
                     .text
                     .split(|c: char| !c.is_alphanumeric() && c != '-')
-                    .find(|w| w.contains('-') && w.rsplit('-').next().is_some_and(|n| n.parse::<u64>().is_ok()))
+                    .find(|w| {
+                        w.contains('-')
+                            && w.rsplit('-')
+                                .next()
+                                .is_some_and(|n| n.parse::<u64>().is_ok())
+                    })
                 {
-                    return vec![self.request_status(tenant, speaking, &key.to_ascii_uppercase()).await];
+                    return vec![
+                        self.request_status(tenant, speaking, &key.to_ascii_uppercase())
+                            .await,
+                    ];
                 }
                 return vec![self.answer_question(tenant, speaking, msg).await];
             }
@@ -1110,17 +1131,23 @@ impl Core {
         let auth = vec!["auth_offered".to_string()];
         if msg.channel == Channel::Console {
             return (
-                Reply::text("I don't know who you are yet. Start the chat with `koji chat --as EMAIL` so I know who you are."),
+                Reply::text(
+                    "I don't know who you are yet. Start the chat with `koji chat --as EMAIL` so I know who you are.",
+                ),
                 auth,
             );
         }
         let tid = tenant.config.id.as_str();
         // The next message may be an email: a one-time code (or the staff sign-in) follows.
         let state = ConvState::AwaitingEmail { known_only: false };
-        if let Err(e) = self.set_state(tid, msg, speaking.identity_id, Some(state)).await {
+        if let Err(e) = self
+            .set_state(tid, msg, speaking.identity_id, Some(state))
+            .await
+        {
             tracing::warn!(error = %e, "conversation state not kept");
         }
-        let mut text = String::from("I don't know who you are yet. Please sign in so I can help you: ");
+        let mut text =
+            String::from("I don't know who you are yet. Please sign in so I can help you: ");
         if self.mailer.is_some() {
             text.push_str("type your email address and I'll send you a one-time code.");
         } else {
@@ -1128,10 +1155,18 @@ impl Core {
         }
         let mut reply = Reply::text(text);
         if self.oauth_enabled() {
-            match self.oauth_link(tid, speaking.identity_id, speaking.session_id).await {
+            match self
+                .oauth_link(tid, speaking.identity_id, speaking.session_id)
+                .await
+            {
                 Ok(url) => {
-                    reply.text.push_str(&format!(" Staff can sign in with their company account: {url}"));
-                    reply.attachments.push(Attachment::SignIn { url, label: "Sign in".into() });
+                    reply.text.push_str(&format!(
+                        " Staff can sign in with their company account: {url}"
+                    ));
+                    reply.attachments.push(Attachment::SignIn {
+                        url,
+                        label: "Sign in".into(),
+                    });
                 }
                 Err(e) => tracing::warn!(error = %e, "oauth link not stored"),
             }

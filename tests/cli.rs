@@ -40,9 +40,12 @@ fn piped_chat_is_answered_line_by_line_and_reported() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 3, "one reply a line: {stdout}");
-    assert!(lines[0].starts_with("Hello"));
-    assert!(lines[2].contains("welcome"));
+    assert!(lines[0].starts_with("Hello"), "{stdout}");
+    assert!(
+        stdout.contains("Connect to the VPN"),
+        "answered from the knowledge base: {stdout}"
+    );
+    assert!(lines.last().unwrap().contains("welcome"), "{stdout}");
     assert!(
         dir.path().join("koji.db").exists(),
         "embedded default database"
@@ -323,4 +326,78 @@ fn roles_from_the_terminal_follow_the_rules() {
     assert_eq!(out.status.code(), Some(1));
     let out = koji(dir.path(), &["audit"], None);
     assert!(text(&out.stdout).contains("erase"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn the_embedded_defaults_answer_from_the_example_knowledge_base_and_create_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = koji(
+        dir.path(),
+        &["chat", "--as", "bob@acme.test"],
+        Some("how do I reset my password?\nI need a new laptop\nyes\nstatus of REQ-1\n"),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("Reset your password"), "{stdout}");
+    assert!(stdout.contains("/kb/reset-password"), "{stdout}");
+    assert!(
+        stdout.contains("Created REQ-1: I need a new laptop"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("REQ-1 — I need a new laptop: Open"),
+        "{stdout}"
+    );
+
+    // A folder of our own, reloaded while nothing runs; a bad folder names the key.
+    let kb = dir.path().join("kb");
+    std::fs::create_dir(&kb).unwrap();
+    std::fs::write(kb.join("printer.md"), "# Printer jams\n\nOpen tray B.").unwrap();
+    let config = dir.path().join("koji.toml");
+    std::fs::write(
+        &config,
+        format!("[helpdesk]\nkb_dir = {:?}\n", kb.to_str().unwrap()),
+    )
+    .unwrap();
+    let out = koji(
+        dir.path(),
+        &["kb", "reload", "--config", config.to_str().unwrap()],
+        None,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("1 articles (1 added, 0 updated, 6 removed"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = koji(
+        dir.path(),
+        &[
+            "chat",
+            "--as",
+            "bob@acme.test",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        Some("the printer jams\n"),
+    );
+    assert!(
+        text(&out.stdout).contains("Printer jams"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = koji(dir.path(), &["kb", "reload"], None);
+    assert!(out.status.success());
+    std::fs::write(&config, "[helpdesk]\nkb_dir = \"/no/such/folder\"\n").unwrap();
+    let out = koji(
+        dir.path(),
+        &["kb", "reload", "--config", config.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("helpdesk.kb_dir"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -305,10 +305,7 @@ impl Core {
             Err(e) => {
                 tracing::warn!(error = %e, "request not created");
                 (
-                    Reply::text(format!(
-                        "{} Nothing was created.",
-                        helpdesk_trouble(&e)
-                    )),
+                    Reply::text(format!("{} Nothing was created.", helpdesk_trouble(&e))),
                     vec![],
                 )
             }
@@ -391,7 +388,9 @@ impl Core {
             Err(e) => {
                 tracing::warn!(error = %e, "handoff not recorded");
                 (
-                    Reply::text("Sorry, I couldn't reach the service desk right now. Please try again."),
+                    Reply::text(
+                        "Sorry, I couldn't reach the service desk right now. Please try again.",
+                    ),
                     vec![],
                 )
             }
@@ -409,12 +408,18 @@ impl Core {
             Ok(a) => a,
             Err(r) => return (r, vec![]),
         };
-        if let Some(refusal) =
-            self.require(tenant, &actor, Permission::ConversationsTakeover, "takeover")
-        {
+        if let Some(refusal) = self.require(
+            tenant,
+            &actor,
+            Permission::ConversationsTakeover,
+            "takeover",
+        ) {
             return super::render_output(refusal, "takeover");
         }
-        let Actor::Person { person: operator, .. } = &actor else {
+        let Actor::Person {
+            person: operator, ..
+        } = &actor
+        else {
             return (private("Only a signed-in operator can take over."), vec![]);
         };
         let tid = tenant.config.id.as_str();
@@ -424,7 +429,10 @@ impl Core {
             Err(e) => return super::render_output(super::unavailable_output(e), "takeover"),
         };
         if target.id == operator.id {
-            return (private("You can't take over your own conversation."), vec![]);
+            return (
+                private("You can't take over your own conversation."),
+                vec![],
+            );
         }
         let label = crate::store::people::label_of(&target);
         match self
@@ -452,7 +460,10 @@ impl Core {
                     vec!["handoff".into(), "command.takeover".into()],
                 )
             }
-            Ok(Err(reason)) => (private(format!("Can't take over {label}: {reason}.")), vec![]),
+            Ok(Err(reason)) => (
+                private(format!("Can't take over {label}: {reason}.")),
+                vec![],
+            ),
             Err(e) => super::render_output(super::unavailable_output(e), "takeover"),
         }
     }
@@ -512,7 +523,11 @@ impl Core {
                     .as_ref()
                     .map(crate::store::people::label_of)
                     .unwrap_or_else(|| "visitor".into());
-                (*operator_identity_id, format!("{from}: {}", msg.text.trim()), None)
+                (
+                    *operator_identity_id,
+                    format!("{from}: {}", msg.text.trim()),
+                    None,
+                )
             }
             Relay::Operator {
                 identity_id, label, ..
@@ -584,10 +599,16 @@ mod tests {
     fn request_summaries() {
         let cases = [
             ("I need a new laptop", "I need a new laptop"),
-            ("create a request: my monitor flickers.", "My monitor flickers"),
+            (
+                "create a request: my monitor flickers.",
+                "My monitor flickers",
+            ),
             ("Please open a ticket for a new headset", "A new headset"),
             ("create a request", ""),
-            ("Could you raise a new request about VPN access?", "VPN access"),
+            (
+                "Could you raise a new request about VPN access?",
+                "VPN access",
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(request_summary(text), want, "{text}");

@@ -8,7 +8,10 @@ use std::path::Path;
 /// The example knowledge base, compiled in so the embedded defaults answer out of the box.
 const EXAMPLES: &[(&str, &str)] = &[
     ("mfa", include_str!("../../examples/kb/mfa.md")),
-    ("new-laptop", include_str!("../../examples/kb/new-laptop.md")),
+    (
+        "new-laptop",
+        include_str!("../../examples/kb/new-laptop.md"),
+    ),
     ("outlook", include_str!("../../examples/kb/outlook.md")),
     (
         "reset-password",
@@ -85,7 +88,10 @@ mod tests {
 
     #[test]
     fn title_is_the_first_heading_else_the_file_name() {
-        let d = parse("vpn", "\u{feff}# Connect to the VPN\n\nUse it.\n## Errors\nMore.");
+        let d = parse(
+            "vpn",
+            "\u{feff}# Connect to the VPN\n\nUse it.\n## Errors\nMore.",
+        );
         assert_eq!(d.title, "Connect to the VPN");
         assert_eq!(d.body, "Use it.\n## Errors\nMore.");
         let d = parse("printer-setup", "No heading here.");

@@ -209,7 +209,8 @@ mod tests {
 
     #[test]
     fn excerpt_picks_the_matching_paragraph_as_plain_text() {
-        let body = "Intro paragraph.\n\n**Error 0x800F081F**: the [client](http://x) is `old`.\n\nOther.";
+        let body =
+            "Intro paragraph.\n\n**Error 0x800F081F**: the [client](http://x) is `old`.\n\nOther.";
         let terms = search_terms("error 0x800F081F");
         assert_eq!(
             excerpt(body, &terms, 200),

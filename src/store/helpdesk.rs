@@ -229,7 +229,11 @@ impl Store {
     }
 
     /// A request by key, case-insensitively (`req-12` finds `REQ-12`).
-    pub async fn request_by_key(&self, tenant_id: &str, key: &str) -> Result<Option<StoredRequest>> {
+    pub async fn request_by_key(
+        &self,
+        tenant_id: &str,
+        key: &str,
+    ) -> Result<Option<StoredRequest>> {
         let key = key.to_ascii_uppercase();
         with_pool!(self.pool(), p, d => {
             let Some(r) = sqlx::query(
