@@ -263,6 +263,8 @@ pub struct JiraConfig {
     pub email: Option<String>,
     pub api_token: Option<Secret>,
     pub service_desk_id: Option<String>,
+    /// The request type new requests get; when absent, the service desk's first one.
+    pub request_type_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -472,6 +474,9 @@ impl Config {
                 "email.smtp_url",
                 format!("`{url}` must start with smtp:// or smtps://"),
             ));
+        }
+        if let Some(jira) = &self.jira {
+            crate::helpdesk::jira::check_config(jira)?;
         }
         for (i, intent) in self.intents.iter().enumerate() {
             for (j, p) in intent.patterns.iter().enumerate() {

@@ -291,9 +291,7 @@ impl Core {
         let core = Core {
             helpdesk,
             mailer,
-            directory: Arc::new(crate::directory::LocalDirectory {
-                store: store.clone(),
-            }),
+            directory: crate::helpdesk::jira::JiraDirectory::for_config(&config, store.clone()),
             nlu: Nlu::new(&config.intents, &config.entities),
             tenant_order: config.tenants.iter().map(|t| t.id.clone()).collect(),
             tenants,

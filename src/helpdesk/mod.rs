@@ -7,6 +7,8 @@
 
 use crate::domain::PersonRef;
 
+pub mod jira;
+
 /// One knowledge-base article found for a question, best first.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Article {
