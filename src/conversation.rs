@@ -718,6 +718,12 @@ impl Core {
         {
             Ok(Ok(person)) => {
                 self.forget_speaker(tid, msg);
+                // With Jira, the visitor becomes a service-desk customer too; if Jira is
+                // down they are still a customer here and Jira learns of them with their
+                // first request.
+                if let Err(e) = self.helpdesk.ensure_customer(tid, &email, None).await {
+                    tracing::warn!(error = %e, "help desk customer not created");
+                }
                 (
                     Reply::text(format!(
                         "Thanks! You're talking to the {} help desk as {}. How can I help?",
@@ -991,66 +997,65 @@ impl Core {
         });
         if let Some(state) = state {
             let tid = tenant.config.id.as_str();
-            // Soft states: a yes/no answers them; anything else is a new message.
-            let soft = match state {
+            // Soft states: a yes/no (or a summary) answers them; anything else is a new
+            // message, and the offer lapses.
+            let answer = help::yes_no(&msg.text).filter(|_| !is_command);
+            match state {
                 ConvState::KbFeedback { question, .. } => {
-                    Some(match help::yes_no(&msg.text).filter(|_| !is_command) {
-                        Some(helped) => {
-                            self.clear_state(tid, msg, speaking).await;
-                            return vec![
-                                self.kb_feedback(tenant, speaking, msg, helped, question.clone())
-                                    .await,
-                            ];
-                        }
-                        None => (),
-                    })
+                    self.clear_state(tid, msg, speaking).await;
+                    if let Some(helped) = answer {
+                        return vec![
+                            self.kb_feedback(tenant, speaking, msg, helped, question.clone())
+                                .await,
+                        ];
+                    }
                 }
                 ConvState::ConfirmRequest {
                     summary,
                     description,
-                } => Some(match help::yes_no(&msg.text).filter(|_| !is_command) {
-                    Some(yes) => {
-                        self.clear_state(tid, msg, speaking).await;
-                        return vec![if yes {
-                            self.create_request(
-                                tenant,
-                                speaking,
-                                summary.clone(),
-                                description.clone(),
-                            )
-                            .await
-                        } else {
-                            (
+                } => {
+                    self.clear_state(tid, msg, speaking).await;
+                    match answer {
+                        Some(true) => {
+                            return vec![
+                                self.create_request(
+                                    tenant,
+                                    speaking,
+                                    summary.clone(),
+                                    description.clone(),
+                                )
+                                .await,
+                            ];
+                        }
+                        Some(false) => {
+                            return vec![(
                                 Reply::text("OK, I didn't create a request. Anything else?"),
                                 vec![],
-                            )
-                        }];
+                            )];
+                        }
+                        None => {}
                     }
-                    None => (),
-                }),
-                ConvState::AwaitingRequestSummary if !is_command => {
-                    self.clear_state(tid, msg, speaking).await;
-                    let summary = match help::request_summary(&msg.text) {
-                        s if s.is_empty() => msg.text.trim().to_string(),
-                        s => s,
-                    };
-                    return vec![
-                        self.confirm_request(
-                            tenant,
-                            speaking,
-                            msg,
-                            summary,
-                            msg.text.trim().to_string(),
-                        )
-                        .await,
-                    ];
                 }
-                ConvState::AwaitingRequestSummary => Some(()),
-                _ => None,
-            };
-            match soft {
-                Some(()) => self.clear_state(tid, msg, speaking).await,
-                None => {
+                ConvState::AwaitingRequestSummary => {
+                    self.clear_state(tid, msg, speaking).await;
+                    if !is_command {
+                        let summary = match help::request_summary(&msg.text) {
+                            s if s.is_empty() => msg.text.trim().to_string(),
+                            s => s,
+                        };
+                        return vec![
+                            self.confirm_request(
+                                tenant,
+                                speaking,
+                                msg,
+                                summary,
+                                msg.text.trim().to_string(),
+                            )
+                            .await,
+                        ];
+                    }
+                }
+                _ => {
                     return vec![
                         self.continue_state(tenant, speaking, msg, state.clone())
                             .await,

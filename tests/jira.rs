@@ -964,3 +964,115 @@ async fn with_jira_configured_the_core_asks_jira_about_a_portal_visitors_email()
     p.stop().await;
     db.cleanup().await;
 }
+
+/// With `[jira]` set, the conversation's help comes from Jira: articles, a request raised on
+/// the person's behalf, its status, a portal visitor made a customer; Jira down → a clear
+/// answer and nothing created.
+async fn with_jira_configured_the_conversation_answers_from_jira(db: &TestDb) {
+    let (base, fake) = fake_jira().await;
+    fake.on(
+        &format!("GET {KB}"),
+        vec![ok(json!({"values": [{
+            "title": "Reset a password",
+            "excerpt": "Use the @@@hl@@@reset@@@endhl@@@ page.",
+            "source": {"type": "confluence", "pageId": "1", "spaceKey": "IT"},
+            "content": {"iframeSrc": "https://jira.test/kb/1"}
+        }]}))],
+    );
+    fake.on(
+        &format!("GET {REQUEST_TYPES}"),
+        vec![ok(json!({"values": [{"id": "25", "name": "Get IT help"}]}))],
+    );
+    fake.on(&format!("GET {USERS}"), vec![ok(json!([]))]);
+    fake.on(
+        &format!("GET {DESK_CUSTOMERS}"),
+        vec![ok(json!({"values": []}))],
+    );
+    fake.on(
+        &format!("POST {CUSTOMER}"),
+        vec![ok(
+            json!({"accountId": "qm:1", "emailAddress": "x", "displayName": "x"}),
+        )],
+    );
+    fake.on(
+        &format!("POST {DESK_CUSTOMERS}"),
+        vec![status(204, Value::Null)],
+    );
+    fake.on(
+        &format!("POST {REQUEST}"),
+        vec![ok(json!({
+            "issueKey": "IT-7",
+            "requestFieldValues": [{"fieldId": "summary", "value": "I need a new laptop"}],
+            "currentStatus": {"status": "Waiting for support"},
+            "_links": {"web": "https://jira.test/servicedesk/customer/portal/7/IT-7"}
+        }))],
+    );
+    fake.on(
+        &format!("GET {REQUEST}/IT-7"),
+        vec![ok(json!({
+            "issueKey": "IT-7",
+            "requestFieldValues": [{"fieldId": "summary", "value": "I need a new laptop"}],
+            "currentStatus": {"status": "In progress"},
+            "reporter": {"emailAddress": "bob@acme.test"},
+            "_links": {"web": "https://jira.test/servicedesk/customer/portal/7/IT-7"}
+        }))],
+    );
+    let k = Running::start_with(db, &jira_toml(&base)).await;
+    let t = k
+        .say_text("bob@acme.test", "how do I reset my password")
+        .await;
+    assert!(
+        t.contains("Reset a password") && t.contains("Use the reset page"),
+        "{t}"
+    );
+    assert!(t.contains("https://jira.test/kb/1"), "{t}");
+    assert_eq!(
+        fake.calls(KB)[0]
+            .query
+            .as_deref()
+            .map(|q| q.contains("query=how")),
+        Some(true)
+    );
+
+    k.say("bob@acme.test", "I need a new laptop").await;
+    let t = k.say_text("bob@acme.test", "yes").await;
+    assert!(t.contains("Created IT-7"), "{t}");
+    let raised = fake.calls(REQUEST);
+    assert_eq!(raised.len(), 1);
+    let body = raised[0].body.clone().unwrap();
+    assert_eq!(body["serviceDeskId"], "7");
+    assert_eq!(body["requestTypeId"], "25");
+    assert_eq!(body["requestFieldValues"]["summary"], "I need a new laptop");
+    assert_eq!(body["raiseOnBehalfOf"], "bob@acme.test");
+
+    let t = k.say_text("bob@acme.test", "status of IT-7").await;
+    assert!(t.contains("In progress"), "{t}");
+    // Not the reporter: nothing about it.
+    let t = k.say_text("eve@acme.test", "status of IT-7").await;
+    assert!(!t.contains("In progress") && !t.contains("laptop"), "{t}");
+
+    // Jira down: a clear message, nothing created.
+    fake.on(&format!("GET {KB}"), vec![status(503, Value::Null)]);
+    let t = k.say_text("bob@acme.test", "vpn fails").await;
+    assert!(t.contains("help desk is unavailable"), "{t}");
+    fake.on(&format!("POST {REQUEST}"), vec![status(500, Value::Null)]);
+    k.say("eve@acme.test", "I need a new monitor").await;
+    let t = k.say_text("eve@acme.test", "yes").await;
+    assert!(t.contains("Nothing was created"), "{t}");
+    k.stop().await;
+
+    // A portal visitor's email makes them a service-desk customer in Jira.
+    let p = Portal::start(db, &jira_toml(&base)).await;
+    let (token, _) = p.session().await;
+    let (_, v) = p.say(&token, "visitor@example.org").await;
+    assert!(Portal::text(&v).contains("Thanks!"), "{v}");
+    let created = fake.calls(CUSTOMER);
+    assert_eq!(created.len(), 1, "{:?}", fake.seen());
+    assert_eq!(
+        created[0].body.as_ref().unwrap()["email"],
+        "visitor@example.org"
+    );
+    p.stop().await;
+}
+
+on_both_backends!(with_jira_configured_the_conversation_answers_from_jira);

@@ -103,6 +103,16 @@ pub async fn start(
     config: &crate::config::Config,
     store: &crate::store::Store,
 ) -> Result<std::sync::Arc<dyn HelpDesk>, crate::store::StoreError> {
+    if let Some(jira) = config.jira.as_ref().filter(|j| j.base_url.is_some()) {
+        match jira::JiraHelpDesk::from_config(jira) {
+            Ok(hd) => {
+                tracing::info!("help desk: Jira Service Management");
+                return Ok(std::sync::Arc::new(hd));
+            }
+            // Validated with the config; should it still fail, the local help desk answers.
+            Err(e) => tracing::error!(error = %e, "Jira help desk not started"),
+        }
+    }
     match kb::load(config.helpdesk.kb_dir.as_deref()) {
         Ok(docs) => {
             let sync = store.sync_kb(&docs).await?;
