@@ -12,6 +12,7 @@ pub mod batch;
 pub mod codes;
 pub mod people;
 pub mod reports;
+pub mod slack;
 
 use crate::domain::{AuthMethod, Channel, Clock, PersonId, PersonKind, PersonRef, day_of};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
