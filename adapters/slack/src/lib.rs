@@ -122,12 +122,15 @@ impl SlackSettings {
     }
 }
 
+/// `users.info` answers by (team, user), with when they were fetched.
+type UserCache = Mutex<HashMap<(String, String), (Instant, Speaker)>>;
+
 #[derive(Clone)]
 struct AppState {
     port: Arc<dyn SlackPort>,
     settings: Arc<SlackSettings>,
     api: WebApi,
-    users: Arc<Mutex<HashMap<(String, String), (Instant, Speaker)>>>,
+    users: Arc<UserCache>,
 }
 
 pub fn router(port: Arc<dyn SlackPort>, settings: SlackSettings) -> Router {
@@ -160,6 +163,8 @@ fn retry_later() -> Response {
     )
 }
 
+// `Err` is the HTTP answer to give at once: built at most once per request.
+#[allow(clippy::result_large_err)]
 impl AppState {
     fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), Response> {
         let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
