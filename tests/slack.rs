@@ -619,6 +619,28 @@ async fn a_button_press_becomes_the_next_message(db: &TestDb) {
     s.stop().await;
 }
 
+async fn unknown_teams_are_acknowledged_and_failed_user_lookups_retried(db: &TestDb) {
+    let s = Slack::start(db).await;
+    // No tenant binds T9999: acknowledged (no retry storm), nothing recorded or posted.
+    let ev = dm("T9999", "Ev0600", "UANN", "hello");
+    assert_eq!(s.event(&ev, Sig::Good, None).await.0, StatusCode::OK);
+    // users.info fails (unknown user): 5xx so that Slack retries; nothing recorded.
+    let ev = dm("T0001", "Ev0601", "UGHOST", "hello");
+    assert!(s.event(&ev, Sig::Good, None).await.0.is_server_error());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.scalar("select count(*) from messages").await, 0);
+    assert!(s.fake.posted.lock().unwrap().is_empty());
+    // Once Slack knows the user, the retry is recorded and answered.
+    s.fake.users.lock().unwrap().insert(
+        "UGHOST".into(),
+        json!({"id": "UGHOST", "profile": {"email": "ghost@example.com"}}),
+    );
+    assert_eq!(s.event(&ev, Sig::Good, Some(1)).await.0, StatusCode::OK);
+    assert_eq!(s.posts(1).await.len(), 1);
+    assert_eq!(s.scalar("select count(*) from messages").await, 2);
+    s.stop().await;
+}
+
 fn query_of(url: &str) -> HashMap<String, String> {
     let q = url.split_once('?').map(|(_, q)| q).unwrap_or("");
     serde_urlencoded::from_str(q).unwrap()
@@ -778,4 +800,5 @@ on_both_backends!(
     a_button_press_becomes_the_next_message,
     installing_makes_a_tenant_whose_installer_is_admin_and_whose_token_is_encrypted,
     a_bad_install_callback_shows_an_error_page_and_stores_nothing,
+    unknown_teams_are_acknowledged_and_failed_user_lookups_retried,
 );
