@@ -211,6 +211,8 @@ pub struct SlackConfig {
     pub app_token: Option<Secret>,
     pub api_url: Option<String>,
     pub encryption_key: Option<Secret>,
+    /// Slack's OAuth v2 consent page (default `https://slack.com/oauth/v2/authorize`).
+    pub authorize_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -19,7 +19,7 @@ use crate::store::{
 use koji_channel::{Attachment, ConversationError, Inbound, Outcome, Reply, TenantHint};
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
@@ -183,8 +183,11 @@ pub struct Core {
     pub store: Store,
     writer: BatchWriter,
     nlu: Nlu,
-    tenants: HashMap<String, TenantRuntime>,
-    tenant_order: Vec<String>,
+    /// Configured tenants, and tenants that appear at run time (a Slack install on any
+    /// replica). Only ever added to, so each runtime lives as long as the process: lookups
+    /// hand out plain references.
+    tenants: RwLock<HashMap<String, &'static TenantRuntime>>,
+    tenant_order: RwLock<Vec<String>>,
     speakers: Mutex<HashMap<SpeakerKey, Speaking>>,
     pub metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
@@ -249,10 +252,10 @@ impl Core {
         config: Arc<Config>,
         store: Store,
     ) -> Result<(Arc<Core>, tokio::task::JoinHandle<()>), StoreError> {
-        let tenants: HashMap<String, TenantRuntime> = config
+        let tenants: HashMap<String, &'static TenantRuntime> = config
             .tenants
             .iter()
-            .map(|t| (t.id.clone(), TenantRuntime::new(t)))
+            .map(|t| (t.id.clone(), &*Box::leak(Box::new(TenantRuntime::new(t)))))
             .collect();
         let list: Vec<(String, String)> = config
             .tenants
@@ -293,8 +296,8 @@ impl Core {
             mailer,
             directory: crate::helpdesk::jira::JiraDirectory::for_config(&config, store.clone()),
             nlu: Nlu::new(&config.intents, &config.entities),
-            tenant_order: config.tenants.iter().map(|t| t.id.clone()).collect(),
-            tenants,
+            tenant_order: RwLock::new(config.tenants.iter().map(|t| t.id.clone()).collect()),
+            tenants: RwLock::new(tenants),
             speakers: Mutex::new(HashMap::new()),
             metrics: Arc::new(Metrics::default()),
             clock: store.clock(),
@@ -302,29 +305,50 @@ impl Core {
             store,
             config,
         };
+        // Tenants created by a Slack install (on any replica, before this start).
+        for t in core.installed_tenants().await? {
+            core.add_tenant(&t);
+        }
         Ok((Arc::new(core), task))
     }
 
     pub fn tenant(&self, id: &str) -> Option<&TenantRuntime> {
-        self.tenants.get(id)
+        self.tenants.read().expect("tenants").get(id).copied()
+    }
+
+    /// Makes a tenant known to this process (a no-op when it already is); its runtime.
+    pub fn add_tenant(&self, config: &TenantConfig) -> &TenantRuntime {
+        let mut tenants = self.tenants.write().expect("tenants");
+        if let Some(t) = tenants.get(&config.id) {
+            return t;
+        }
+        let t: &'static TenantRuntime = Box::leak(Box::new(TenantRuntime::new(config)));
+        tenants.insert(config.id.clone(), t);
+        self.tenant_order
+            .write()
+            .expect("tenants")
+            .push(config.id.clone());
+        t
     }
 
     /// The tenant a hint points at.
     pub fn resolve_tenant(&self, hint: &TenantHint) -> Result<&TenantRuntime, ConversationError> {
         let unknown = |what: String| ConversationError::UnknownTenant(what);
+        let tenants = self.tenants.read().expect("tenants");
+        let order = self.tenant_order.read().expect("tenants");
         let find = |f: &dyn Fn(&TenantConfig) -> bool, what: String| {
-            self.tenant_order
+            order
                 .iter()
-                .map(|id| &self.tenants[id])
+                .map(|id| tenants[id])
                 .find(|t| f(&t.config))
                 .ok_or_else(|| unknown(what))
         };
         match hint {
-            TenantHint::Id(id) => self
-                .tenants
+            TenantHint::Id(id) => tenants
                 .get(id)
+                .copied()
                 .ok_or_else(|| unknown(format!("tenant `{id}`"))),
-            TenantHint::Default => Ok(&self.tenants[&self.tenant_order[0]]),
+            TenantHint::Default => Ok(tenants[&order[0]]),
             TenantHint::SlackTeam(team) => find(
                 &|t| t.slack_team_ids.contains(team),
                 format!("Slack team {team}"),
@@ -344,8 +368,9 @@ impl Core {
                     .iter()
                     .find(|x| &x.id == p)
                     .ok_or_else(|| unknown(format!("portal `{p}`")))?;
-                self.tenants
+                tenants
                     .get(&portal.tenant)
+                    .copied()
                     .ok_or_else(|| unknown(format!("portal `{p}`")))
             }
         }
@@ -353,17 +378,17 @@ impl Core {
 
     /// The tenant for the command line: `--tenant`, or the only one configured.
     pub fn cli_tenant(&self, flag: Option<&str>) -> Result<&TenantRuntime, String> {
+        let tenants = self.tenants.read().expect("tenants");
+        let order = self.tenant_order.read().expect("tenants");
         match flag {
-            Some(id) => self.tenants.get(id).ok_or_else(|| {
-                format!(
-                    "no tenant `{id}` (configured: {})",
-                    self.tenant_order.join(", ")
-                )
-            }),
-            None if self.tenant_order.len() == 1 => Ok(&self.tenants[&self.tenant_order[0]]),
+            Some(id) => tenants
+                .get(id)
+                .copied()
+                .ok_or_else(|| format!("no tenant `{id}` (configured: {})", order.join(", "))),
+            None if order.len() == 1 => Ok(tenants[&order[0]]),
             None => Err(format!(
                 "several tenants are configured ({}): say which with --tenant ID",
-                self.tenant_order.join(", ")
+                order.join(", ")
             )),
         }
     }
@@ -382,7 +407,11 @@ impl Core {
     /// in a conversation's order; the returned [`Pending`] may be awaited later, so one
     /// conversation's messages can share commits.
     pub async fn submit(&self, msg: Inbound) -> Result<Pending, ConversationError> {
-        let tenant = self.resolve_tenant(&msg.tenant)?;
+        let tenant = match self.resolve_tenant(&msg.tenant) {
+            // A Slack team installed through another replica since this one started.
+            Err(e) => self.load_installed_tenant(&msg.tenant).await?.ok_or(e)?,
+            Ok(t) => t,
+        };
         let tenant_id: Arc<str> = Arc::from(tenant.config.id.as_str());
         let speaking = self.speaking(tenant, &tenant_id, &msg).await.map_err(|e| {
             self.metrics.failures.fetch_add(1, Relaxed);

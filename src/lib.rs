@@ -22,6 +22,7 @@ pub mod portal;
 pub mod reports;
 pub mod roles;
 pub mod server;
+pub mod slack;
 pub mod store;
 
 pub use app::App;

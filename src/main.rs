@@ -73,6 +73,11 @@ enum Cmd {
     },
     /// Apply database migrations.
     Migrate,
+    /// Slack app setup.
+    Slack {
+        #[command(subcommand)]
+        action: SlackCmd,
+    },
     /// Measure throughput and report latency (for developers).
     #[command(hide = true)]
     Bench(koji::bench::BenchArgs),
@@ -88,6 +93,13 @@ enum UsersCmd {
 enum KbCmd {
     /// Load the articles again (every replica answers from the database at once).
     Reload,
+}
+
+#[derive(Subcommand)]
+enum SlackCmd {
+    /// Print a Slack app manifest (JSON) with Koji's scopes, events, /koji and URLs
+    /// (from server.public_url): paste it at "Create an app → From a manifest".
+    Manifest,
 }
 
 #[derive(Args)]
@@ -160,6 +172,16 @@ fn init_tracing(serve: bool) {
 async fn run(cli: Cli, config: Config) -> ExitCode {
     match cli.command {
         Cmd::Serve => serve(config).await,
+        Cmd::Slack {
+            action: SlackCmd::Manifest,
+        } => {
+            let manifest = koji_slack::manifest(&config.server.public_url);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&manifest).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
         Cmd::Migrate => match koji::app::open_store(&config, Arc::new(SystemClock)).await {
             Ok(store) => {
                 store.close().await;

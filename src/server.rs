@@ -19,16 +19,43 @@ pub fn router(core: Arc<Core>) -> Router {
             per_token_per_minute: core.config.server.rate_limit_per_session,
         },
     );
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/auth/start", get(auth_start))
         .route("/auth/callback", get(auth_callback))
         .route("/kb/{slug}", get(kb_article))
-        .with_state(core)
-        .merge(portal)
+        .with_state(core.clone())
+        .merge(portal);
+    let router = match slack_settings(&core) {
+        Some(settings) => router.merge(koji_slack::router(core.clone(), settings)),
+        None => router,
+    };
+    router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
+}
+
+/// The Slack channel's settings, when `[slack]` has a signing secret (else Slack is off).
+fn slack_settings(core: &Arc<Core>) -> Option<koji_slack::SlackSettings> {
+    let slack = core.config.slack.as_ref()?;
+    let secret = slack.signing_secret.as_ref().filter(|s| !s.0.is_empty())?;
+    let clock = core.store.clock();
+    Some(koji_slack::SlackSettings {
+        signing_secret: secret.0.clone(),
+        api_url: slack.api_url.clone(),
+        client_id: slack.client_id.clone(),
+        client_secret: slack.client_secret.as_ref().map(|s| s.0.clone()),
+        authorize_url: slack
+            .authorize_url
+            .clone()
+            .unwrap_or_else(|| koji_slack::DEFAULT_AUTHORIZE_URL.to_string()),
+        public_url: core.config.server.public_url.clone(),
+        max_body_bytes: core.config.server.max_body_bytes,
+        now: Arc::new(move || clock.now_micros().div_euclid(1_000_000)),
+        user_cache_ttl: std::time::Duration::from_secs(600),
+        command_deadline: std::time::Duration::from_millis(2500),
+    })
 }
 
 async fn healthz() -> &'static str {

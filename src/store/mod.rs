@@ -13,6 +13,7 @@ pub mod codes;
 pub mod helpdesk;
 pub mod people;
 pub mod reports;
+pub mod slack;
 
 use crate::domain::{AuthMethod, Channel, Clock, PersonId, PersonKind, PersonRef, day_of};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
