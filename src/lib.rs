@@ -24,6 +24,7 @@ pub mod roles;
 pub mod server;
 pub mod slack;
 pub mod store;
+pub mod teams;
 
 pub use app::App;
 pub use config::Config;

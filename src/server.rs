@@ -31,6 +31,16 @@ pub fn router(core: Arc<Core>) -> Router {
         Some(settings) => router.merge(koji_slack::router(core.clone(), settings)),
         None => router,
     };
+    let router = match teams_settings(&core) {
+        Some(settings) => match koji_teams::router(core.clone(), settings) {
+            Ok(teams) => router.merge(teams),
+            Err(e) => {
+                tracing::error!(error = %e, "Teams channel not started");
+                router
+            }
+        },
+        None => router,
+    };
     router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
@@ -55,6 +65,26 @@ fn slack_settings(core: &Arc<Core>) -> Option<koji_slack::SlackSettings> {
         now: Arc::new(move || clock.now_micros().div_euclid(1_000_000)),
         user_cache_ttl: std::time::Duration::from_secs(600),
         command_deadline: std::time::Duration::from_millis(2500),
+    })
+}
+
+/// Teams is on when `[teams]` names the bot's app id and password.
+fn teams_settings(core: &Arc<Core>) -> Option<koji_teams::TeamsSettings> {
+    let teams = core.config.teams.as_ref()?;
+    let app_id = teams.app_id.clone().filter(|s| !s.is_empty())?;
+    let password = teams.app_password.as_ref().filter(|s| !s.0.is_empty())?;
+    Some(koji_teams::TeamsSettings {
+        app_id,
+        app_password: password.0.clone(),
+        openid_metadata_url: teams
+            .openid_metadata_url
+            .clone()
+            .unwrap_or_else(|| koji_teams::auth::DEFAULT_OPENID_METADATA_URL.to_string()),
+        token_url: teams
+            .token_url
+            .clone()
+            .unwrap_or_else(|| koji_teams::connector::DEFAULT_TOKEN_URL.to_string()),
+        max_body_bytes: core.config.server.max_body_bytes,
     })
 }
 

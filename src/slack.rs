@@ -85,16 +85,18 @@ impl Core {
             .find(|t| t.slack_team_ids.iter().any(|x| x == team))
     }
 
-    /// Tenants created by Slack installs that the configuration does not name (for start).
+    /// Tenants created by installs (Slack, Teams) that the configuration does not name (for start).
     pub(crate) async fn installed_tenants(&self) -> Result<Vec<TenantConfig>, StoreError> {
-        Ok(self
+        let mut out: Vec<TenantConfig> = self
             .store
             .slack_installs()
             .await?
             .iter()
             .filter(|i| self.config.tenant(&i.tenant_id).is_none())
             .map(installed_tenant_config)
-            .collect())
+            .collect();
+        out.extend(self.installed_teams_tenants().await?);
+        Ok(out)
     }
 
     /// A tenant this process does not know yet but the database does (a Slack team installed
@@ -104,7 +106,7 @@ impl Core {
         hint: &TenantHint,
     ) -> Result<Option<&TenantRuntime>, ConversationError> {
         let TenantHint::SlackTeam(team) = hint else {
-            return Ok(None);
+            return self.load_teams_tenant(hint).await;
         };
         let install = self
             .store

@@ -11,9 +11,11 @@
 pub mod batch;
 pub mod codes;
 pub mod helpdesk;
+pub mod installs;
 pub mod people;
 pub mod reports;
 pub mod slack;
+pub mod teams;
 
 use crate::domain::{AuthMethod, Channel, Clock, PersonId, PersonKind, PersonRef, day_of};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
