@@ -103,8 +103,11 @@ async fn connection(
             .connections_open(app_token)
             .await
             .map_err(|e| e.to_string())?;
-        match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url.as_str()))
-            .await
+        match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::connect_async(url.as_str()),
+        )
+        .await
         {
             Ok(Ok((ws, _))) => Ok(ws),
             Ok(Err(e)) => Err(format!("cannot connect the socket: {e}")),
