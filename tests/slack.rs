@@ -256,7 +256,7 @@ enum Sig {
 
 impl Slack {
     async fn start(db: &TestDb) -> Slack {
-        Self::start_with(db, |fake| config(fake)).await
+        Self::start_with(db, config).await
     }
 
     /// With the configuration `config` makes from the fake's base URL.
