@@ -747,6 +747,17 @@ mod tests {
     }
 
     #[test]
+    fn slack_socket_mode_needs_an_app_token_and_the_command_deadline_stays_under_3_s() {
+        let c = Config::from_toml("[slack]\napp_token = \"xapp-1-abc\"\ncommand_deadline_ms = 0")
+            .unwrap();
+        assert!(c.slack.is_some());
+        let e = Config::from_toml("[slack]\napp_token = \"xoxb-1\"").unwrap_err();
+        assert!(e.to_string().contains("slack.app_token"), "{e}");
+        let e = Config::from_toml("[slack]\ncommand_deadline_ms = 3000").unwrap_err();
+        assert!(e.to_string().contains("slack.command_deadline_ms"), "{e}");
+    }
+
+    #[test]
     fn secrets_do_not_show_in_debug() {
         let c = Config::from_toml("[slack]\nsigning_secret = \"s3cr3t\"").unwrap();
         assert!(!format!("{c:?}").contains("s3cr3t"));

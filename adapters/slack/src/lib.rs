@@ -1,6 +1,7 @@
 //! The Slack channel: the Events API (`POST /slack/events`), the `/koji` slash command
 //! (`POST /slack/commands`), buttons (`POST /slack/interactions`) and the OAuth v2 install
-//! (`GET /slack/install`, `GET /slack/oauth/callback`).
+//! (`GET /slack/install`, `GET /slack/oauth/callback`); or the same over Socket Mode
+//! ([`socket`]), through the same handler functions.
 //!
 //! It translates and nothing more: Slack payload → [`Inbound`] on the way in, [`Reply`] →
 //! Block Kit on the way out. Who someone is, what they may do and what is recorded is the
