@@ -1198,7 +1198,7 @@ async fn socket_mode_receives_events_commands_and_buttons_and_reconnects(db: &Te
     s.stop().await;
 }
 
-async fn socket_mode_retries_a_refused_connection_with_backoff(db: &TestDb) {
+async fn socket_mode_retries_a_refused_connection_and_acks_only_what_is_recorded(db: &TestDb) {
     let ws = SocketFake::start().await;
     let (fake_base, fake) = fake_slack().await;
     // apps.connections.open refuses at first (no URL yet).
@@ -1219,6 +1219,34 @@ async fn socket_mode_retries_a_refused_connection_with_backoff(db: &TestDb) {
     ));
     ws.ack("env-9").await;
     assert_eq!(s.posts(1).await.len(), 1);
+
+    // users.info fails: nothing recorded, no ack (Slack redelivers); once it works, the
+    // redelivery is acknowledged and answered.
+    let ev = dm("T0001", "Ev1301", "UGHOST", "hello");
+    ws.send(&envelope("env-10", "events_api", ev.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !ws.received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| a["envelope_id"] == "env-10"),
+        "not acknowledged"
+    );
+    assert_eq!(
+        s.scalar("select count(*) from messages where platform_msg_id = 'Ev1301'")
+            .await,
+        0
+    );
+    s.fake.users.lock().unwrap().insert(
+        "UGHOST".into(),
+        json!({"id": "UGHOST", "profile": {"email": "ghost@example.com"}}),
+    );
+    let mut again = envelope("env-11", "events_api", ev);
+    again["retry_attempt"] = json!(1);
+    ws.send(&again);
+    ws.ack("env-11").await;
+    assert_eq!(s.posts(2).await.len(), 2);
     s.stop().await;
 }
 
@@ -1240,5 +1268,5 @@ on_both_backends!(
     a_knowledge_base_answer_has_did_this_help_buttons_and_yes_is_recorded,
     an_anonymous_slack_user_signs_in_with_an_emailed_code,
     socket_mode_receives_events_commands_and_buttons_and_reconnects,
-    socket_mode_retries_a_refused_connection_with_backoff,
+    socket_mode_retries_a_refused_connection_and_acks_only_what_is_recorded,
 );

@@ -845,5 +845,8 @@ mod tests {
         assert_eq!(m["features"]["slash_commands"][0]["command"], "/koji");
         let scopes = m["oauth_config"]["scopes"]["bot"].as_array().unwrap();
         assert!(scopes.iter().any(|s| s == "users:read.email"));
+        assert_eq!(m["settings"]["socket_mode_enabled"], false);
+        let m = manifest("https://koji.example/", true);
+        assert_eq!(m["settings"]["socket_mode_enabled"], true);
     }
 }
