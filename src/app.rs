@@ -113,12 +113,16 @@ impl App {
         };
         tracing::info!(%addr, database = core.store.backend(), "koji serving");
         let router = crate::server::router(core.clone());
+        let socket = crate::server::slack_socket_mode(&core);
         let served = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await;
+        if let Some(socket) = socket {
+            socket.stop().await;
+        }
         sweeper.abort();
         if let Err(e) = core.flush().await {
             tracing::warn!(error = %e, "final commit failed");

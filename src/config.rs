@@ -208,8 +208,13 @@ pub struct SlackConfig {
     pub bot_token: Option<Secret>,
     pub client_id: Option<String>,
     pub client_secret: Option<Secret>,
+    /// App-level token (`xapp-…`, scope `connections:write`): when set, `koji serve` also
+    /// receives Slack over Socket Mode (no public HTTP endpoint needed).
     pub app_token: Option<Secret>,
     pub api_url: Option<String>,
+    /// How long `/koji` waits for its answer before replying "Working on it…" and following
+    /// up through `response_url` (default 2500; at most 2900: Slack gives up after 3000).
+    pub command_deadline_ms: Option<u64>,
     pub encryption_key: Option<Secret>,
     /// Slack's OAuth v2 consent page (default `https://slack.com/oauth/v2/authorize`).
     pub authorize_url: Option<String>,
@@ -370,6 +375,23 @@ impl Config {
             return Err(err(
                 "helpdesk.kb_dir",
                 format!("`{dir}` is not a folder (of Markdown articles)"),
+            ));
+        }
+        if let Some(ms) = self.slack.as_ref().and_then(|s| s.command_deadline_ms)
+            && ms > 2900
+        {
+            return Err(err(
+                "slack.command_deadline_ms",
+                "must be at most 2900 (Slack gives up on a slash command after 3000 ms)",
+            ));
+        }
+        if let Some(t) = self.slack.as_ref().and_then(|s| s.app_token.as_ref())
+            && !t.0.is_empty()
+            && !t.0.starts_with("xapp-")
+        {
+            return Err(err(
+                "slack.app_token",
+                "must be an app-level token (xapp-…), not a bot or user token",
             ));
         }
         if self.server.max_body_bytes < 1024 {
@@ -722,6 +744,17 @@ mod tests {
         assert_eq!(c.tenants.len(), 1);
         assert_eq!(c.tenants[0].id, "globex");
         assert!(c.portals.is_empty());
+    }
+
+    #[test]
+    fn slack_socket_mode_needs_an_app_token_and_the_command_deadline_stays_under_3_s() {
+        let c = Config::from_toml("[slack]\napp_token = \"xapp-1-abc\"\ncommand_deadline_ms = 0")
+            .unwrap();
+        assert!(c.slack.is_some());
+        let e = Config::from_toml("[slack]\napp_token = \"xoxb-1\"").unwrap_err();
+        assert!(e.to_string().contains("slack.app_token"), "{e}");
+        let e = Config::from_toml("[slack]\ncommand_deadline_ms = 3000").unwrap_err();
+        assert!(e.to_string().contains("slack.command_deadline_ms"), "{e}");
     }
 
     #[test]

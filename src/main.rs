@@ -175,7 +175,12 @@ async fn run(cli: Cli, config: Config) -> ExitCode {
         Cmd::Slack {
             action: SlackCmd::Manifest,
         } => {
-            let manifest = koji_slack::manifest(&config.server.public_url);
+            let socket_mode = config
+                .slack
+                .as_ref()
+                .and_then(|s| s.app_token.as_ref())
+                .is_some_and(|t| !t.0.is_empty());
+            let manifest = koji_slack::manifest(&config.server.public_url, socket_mode);
             println!(
                 "{}",
                 serde_json::to_string_pretty(&manifest).unwrap_or_default()

@@ -28,8 +28,10 @@ pub fn router(core: Arc<Core>) -> Router {
         .with_state(core.clone())
         .merge(portal);
     let router = match slack_settings(&core) {
-        Some(settings) => router.merge(koji_slack::router(core.clone(), settings)),
-        None => router,
+        Some(settings) if !settings.signing_secret.is_empty() => {
+            router.merge(koji_slack::router(core.clone(), settings))
+        }
+        _ => router,
     };
     let router = match teams_settings(&core) {
         Some(settings) => match koji_teams::router(core.clone(), settings) {
@@ -46,13 +48,43 @@ pub fn router(core: Arc<Core>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
 }
 
-/// The Slack channel's settings, when `[slack]` has a signing secret (else Slack is off).
+/// Slack over Socket Mode, when `[slack] app_token` is set: started with the server,
+/// stopped with it.
+pub fn slack_socket_mode(core: &Arc<Core>) -> Option<koji_slack::socket::SocketMode> {
+    let token = core
+        .config
+        .slack
+        .as_ref()?
+        .app_token
+        .as_ref()
+        .filter(|t| !t.0.is_empty())?
+        .0
+        .clone();
+    let settings = slack_settings(core)?;
+    tracing::info!("slack socket mode on");
+    Some(koji_slack::socket::SocketMode::start(
+        core.clone(),
+        settings,
+        token,
+    ))
+}
+
+/// The Slack channel's settings, when `[slack]` has a signing secret (the HTTP endpoints)
+/// or an app token (Socket Mode); else Slack is off.
 fn slack_settings(core: &Arc<Core>) -> Option<koji_slack::SlackSettings> {
     let slack = core.config.slack.as_ref()?;
-    let secret = slack.signing_secret.as_ref().filter(|s| !s.0.is_empty())?;
+    let secret = slack
+        .signing_secret
+        .as_ref()
+        .map(|s| s.0.clone())
+        .unwrap_or_default();
+    let socket = slack.app_token.as_ref().is_some_and(|t| !t.0.is_empty());
+    if secret.is_empty() && !socket {
+        return None;
+    }
     let clock = core.store.clock();
     Some(koji_slack::SlackSettings {
-        signing_secret: secret.0.clone(),
+        signing_secret: secret,
         api_url: slack.api_url.clone(),
         client_id: slack.client_id.clone(),
         client_secret: slack.client_secret.as_ref().map(|s| s.0.clone()),
@@ -64,7 +96,9 @@ fn slack_settings(core: &Arc<Core>) -> Option<koji_slack::SlackSettings> {
         max_body_bytes: core.config.server.max_body_bytes,
         now: Arc::new(move || clock.now_micros().div_euclid(1_000_000)),
         user_cache_ttl: std::time::Duration::from_secs(600),
-        command_deadline: std::time::Duration::from_millis(2500),
+        command_deadline: std::time::Duration::from_millis(
+            slack.command_deadline_ms.unwrap_or(2500).min(2900),
+        ),
     })
 }
 

@@ -1,14 +1,16 @@
 //! The Slack channel end to end: the real app on a random port, signed requests built here,
 //! and a fake Slack Web API (users.info, chat.postMessage, chat.postEphemeral,
-//! oauth.v2.access, response_url) on 127.0.0.1 that records what it is sent and checks the
-//! bot token.
+//! oauth.v2.access, apps.connections.open, response_url) on 127.0.0.1 that records what it
+//! is sent and checks the bot token — plus a fake Socket Mode WebSocket server.
 
 mod common;
 
 use axum::extract::{Form, Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use common::{T0, TestDb};
+use futures::{SinkExt, StreamExt};
 use koji_channel::Channel;
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -19,6 +21,7 @@ use std::time::Duration;
 const SECRET: &str = "test-signing-secret";
 const CONFIG_TOKEN: &str = "xoxb-config-token";
 const INSTALLED_TOKEN: &str = "xoxb-installed-token";
+const APP_TOKEN: &str = "xapp-1-test-app-token";
 
 #[derive(Default)]
 struct Fake {
@@ -29,6 +32,13 @@ struct Fake {
     users_info_calls: Mutex<u32>,
     oauth_calls: Mutex<Vec<HashMap<String, String>>>,
     bad_tokens: Mutex<u32>,
+    /// How many chat.* calls to answer 429 (`Retry-After: 1`) before accepting; and how
+    /// many were.
+    throttle: Mutex<u32>,
+    throttled: Mutex<u32>,
+    /// The Socket Mode URL apps.connections.open hands out, and how often it was asked.
+    socket_url: Mutex<Option<String>>,
+    connections_opened: Mutex<u32>,
 }
 
 fn bearer(h: &HeaderMap) -> String {
@@ -69,15 +79,41 @@ async fn chat(
     Path(method): Path<String>,
     h: HeaderMap,
     axum::Json(body): axum::Json<Value>,
-) -> axum::Json<Value> {
+) -> Response {
     if !token_ok(&f, &h) {
-        return axum::Json(json!({"ok": false, "error": "invalid_auth"}));
+        return axum::Json(json!({"ok": false, "error": "invalid_auth"})).into_response();
+    }
+    {
+        let mut throttle = f.throttle.lock().unwrap();
+        if *throttle > 0 {
+            *throttle -= 1;
+            *f.throttled.lock().unwrap() += 1;
+            return (
+                StatusCode::TOO_MANY_REQUESTS,
+                [("retry-after", "1")],
+                axum::Json(json!({"ok": false, "error": "ratelimited"})),
+            )
+                .into_response();
+        }
     }
     f.posted
         .lock()
         .unwrap()
         .push((method, bearer(&h), body.clone()));
     axum::Json(json!({"ok": true, "channel": body["channel"], "ts": "1700000000.000100"}))
+        .into_response()
+}
+
+async fn connections_open(State(f): State<Arc<Fake>>, h: HeaderMap) -> axum::Json<Value> {
+    if bearer(&h) != APP_TOKEN {
+        *f.bad_tokens.lock().unwrap() += 1;
+        return axum::Json(json!({"ok": false, "error": "invalid_auth"}));
+    }
+    *f.connections_opened.lock().unwrap() += 1;
+    match f.socket_url.lock().unwrap().clone() {
+        Some(url) => axum::Json(json!({"ok": true, "url": url})),
+        None => axum::Json(json!({"ok": false, "error": "socket_mode_not_enabled"})),
+    }
 }
 
 async fn oauth_access(
@@ -127,6 +163,7 @@ async fn fake_slack() -> (String, Arc<Fake>) {
     let app = axum::Router::new()
         .route("/api/users.info", post(users_info))
         .route("/api/oauth.v2.access", post(oauth_access))
+        .route("/api/apps.connections.open", post(connections_open))
         .route("/api/{method}", post(chat))
         .route("/respond/{id}", post(respond))
         .with_state(fake.clone());
@@ -219,7 +256,21 @@ enum Sig {
 
 impl Slack {
     async fn start(db: &TestDb) -> Slack {
+        Self::start_with(db, config).await
+    }
+
+    /// With the configuration `config` makes from the fake's base URL.
+    async fn start_with(db: &TestDb, config: impl FnOnce(&str) -> String) -> Slack {
         let (fake_base, fake) = fake_slack().await;
+        Self::start_on(db, fake_base, fake, config).await
+    }
+
+    async fn start_on(
+        db: &TestDb,
+        fake_base: String,
+        fake: Arc<Fake>,
+        config: impl FnOnce(&str) -> String,
+    ) -> Slack {
         let clock = koji::domain::ManualClock::new(T0);
         let app = koji::App::build_with_clock(db.config(&config(&fake_base)), Arc::new(clock))
             .await
@@ -331,6 +382,31 @@ impl Slack {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         self.fake.posted.lock().unwrap().clone()
+    }
+
+    /// Waits (a few seconds at most) until `n` response_url follow-ups arrived.
+    async fn responses(&self, n: usize) -> Vec<Value> {
+        for _ in 0..100 {
+            if self.fake.responded.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.fake.responded.lock().unwrap().clone()
+    }
+
+    /// A signed button press (`block_actions`).
+    async fn press(&self, payload: &Value) -> StatusCode {
+        let form = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+        self.send(
+            "/slack/interactions",
+            form.into_bytes(),
+            "application/x-www-form-urlencoded",
+            Sig::Good,
+            None,
+        )
+        .await
+        .0
     }
 
     async fn report(&self, tenant: &str, words: &str) -> Value {
@@ -789,6 +865,391 @@ async fn a_bad_install_callback_shows_an_error_page_and_stores_nothing(db: &Test
     s.stop().await;
 }
 
+async fn a_slow_slash_command_says_working_on_it_and_follows_up_through_response_url(db: &TestDb) {
+    // No answer can be ready within a zero budget: the follow-up path, without waiting 2.5 s.
+    let s = Slack::start_with(db, |fake| config(fake) + "command_deadline_ms = 0\n").await;
+    s.event(&dm("T0001", "Ev0700", "UANN", "hello"), Sig::Good, None)
+        .await;
+    let (status, v) = s.command("T0001", "UADMIN", "users").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["response_type"], "ephemeral");
+    assert!(all_text(&v).contains("Working on it"), "{v}");
+    assert!(!all_text(&v).contains("ann@example.com"), "{v}");
+    let responded = s.responses(1).await;
+    assert_eq!(responded.len(), 1, "one follow-up");
+    let r = &responded[0];
+    assert_eq!(r["response_type"], "ephemeral");
+    assert_eq!(r["blocks"][0]["type"], "header", "{r}");
+    assert_block_limits(&r["blocks"]);
+    assert!(all_text(&r["blocks"]).contains("ann@example.com"), "{r}");
+    s.stop().await;
+}
+
+async fn a_rate_limited_post_is_retried_after_retry_after_and_delivered_once(db: &TestDb) {
+    let s = Slack::start(db).await;
+    *s.fake.throttle.lock().unwrap() = 1;
+    let ev = dm("T0001", "Ev0800", "UANN", "hello");
+    assert_eq!(s.event(&ev, Sig::Good, None).await.0, StatusCode::OK);
+    let posts = s.posts(1).await;
+    assert_eq!(
+        *s.fake.throttled.lock().unwrap(),
+        1,
+        "the first try was refused"
+    );
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].0, "chat.postMessage");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.posts(1).await.len(), 1, "delivered once");
+    s.stop().await;
+}
+
+async fn a_private_reply_in_a_channel_is_ephemeral_to_the_asker(db: &TestDb) {
+    let s = Slack::start(db).await;
+    let ev = json!({
+        "team_id": "T0001", "api_app_id": "A1", "type": "event_callback", "event_id": "Ev0900",
+        "authorizations": [{"team_id": "T0001", "user_id": "UBOT", "is_bot": true}],
+        "event": {"type": "app_mention", "channel": "C1", "user": "UADMIN",
+                  "text": "<@UBOT> /koji help", "ts": "1796126400.000900"}
+    });
+    assert_eq!(s.event(&ev, Sig::Good, None).await.0, StatusCode::OK);
+    let posts = s.posts(1).await;
+    assert_eq!(posts.len(), 1);
+    let (method, token, body) = &posts[0];
+    assert_eq!(method, "chat.postEphemeral", "{body}");
+    assert_eq!(token, CONFIG_TOKEN);
+    assert_eq!(body["channel"], "C1");
+    assert_eq!(body["user"], "UADMIN");
+    assert_block_limits(&body["blocks"]);
+    s.stop().await;
+}
+
+/// The actions block's button values, from a Block Kit message.
+fn button_values(blocks: &Value) -> Vec<String> {
+    blocks
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["type"] == "actions")
+        .flat_map(|b| b["elements"].as_array().unwrap().clone())
+        .filter(|e| e["type"] == "button")
+        .filter_map(|e| e["value"].as_str().map(str::to_string))
+        .collect()
+}
+
+async fn a_knowledge_base_answer_has_did_this_help_buttons_and_yes_is_recorded(db: &TestDb) {
+    let s = Slack::start(db).await;
+    let ev = dm("T0001", "Ev1000", "UADMIN", "How do I reset my password?");
+    assert_eq!(s.event(&ev, Sig::Good, None).await.0, StatusCode::OK);
+    let posts = s.posts(1).await;
+    let body = &posts[0].2;
+    assert_eq!(posts[0].0, "chat.postMessage");
+    assert!(all_text(body).contains("Reset your password"), "{body}");
+    assert_block_limits(&body["blocks"]);
+    let values = button_values(&body["blocks"]);
+    assert_eq!(values, ["yes", "no"], "{body}");
+
+    let press = json!({
+        "type": "block_actions", "team": {"id": "T0001"}, "user": {"id": "UADMIN", "team_id": "T0001"},
+        "channel": {"id": "D1"}, "container": {"type": "message", "channel_id": "D1"},
+        "response_url": format!("{}/respond/3", s.fake_base), "trigger_id": "9.9.9",
+        "actions": [{"action_id": "koji_button_0", "value": "yes", "type": "button"}]
+    });
+    assert_eq!(s.press(&press).await, StatusCode::OK);
+    let responded = s.responses(1).await;
+    assert_eq!(responded.len(), 1);
+    assert!(
+        responded[0]["text"].as_str().unwrap().contains("Glad"),
+        "{}",
+        responded[0]
+    );
+    let users = s.report("acme", "users --format json").await;
+    let admin = common::row_of(&users, "admin@acme.test").unwrap();
+    assert_eq!(admin["messages_in"], 2, "the question and the press");
+    assert_eq!(admin["messages_out"], 2);
+    assert_eq!(
+        s.scalar(
+            "select count(*) from messages where direction = 'out' and actions like '%kb_answer%'"
+        )
+        .await,
+        1
+    );
+    s.stop().await;
+}
+
+async fn an_anonymous_slack_user_signs_in_with_an_emailed_code(db: &TestDb) {
+    let smtp = common::SmtpSink::start().await;
+    let s = Slack::start_with(db, |fake| format!("{}\n{}", config(fake), smtp.config())).await;
+    let ev = dm(
+        "T0001",
+        "Ev1100",
+        "UANON",
+        "my VPN client fails with error 809",
+    );
+    assert_eq!(s.event(&ev, Sig::Good, None).await.0, StatusCode::OK);
+    let offer = s.posts(1).await[0].2["text"].as_str().unwrap().to_string();
+    assert!(offer.contains("one-time code"), "{offer}");
+    let ev = dm("T0001", "Ev1101", "UANON", "admin@acme.test");
+    assert_eq!(s.event(&ev, Sig::Good, None).await.0, StatusCode::OK);
+    let sent = s.posts(2).await[1].2["text"].as_str().unwrap().to_string();
+    assert!(sent.contains("6-digit code"), "{sent}");
+    let code = smtp
+        .code_for("admin@acme.test")
+        .expect("a code was emailed");
+    let ev = dm("T0001", "Ev1102", "UANON", &code);
+    assert_eq!(s.event(&ev, Sig::Good, None).await.0, StatusCode::OK);
+    let posts = s.posts(3).await;
+    assert_eq!(posts.len(), 3);
+    let sessions = s.report("acme", "sessions --format json").await;
+    let row = common::row_of(&sessions, "admin@acme.test").expect("signed in");
+    assert_eq!(row["channel"], "slack");
+    s.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------
+// Socket Mode
+
+/// A fake Socket Mode server: each connection is greeted with `hello`; the test sends
+/// frames to the latest connection and reads what Koji sent back.
+struct SocketFake {
+    url: String,
+    current: Arc<Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>>,
+    received: Arc<Mutex<Vec<Value>>>,
+    connections: Arc<Mutex<u32>>,
+}
+
+impl SocketFake {
+    async fn start() -> SocketFake {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}/link/?ticket=t1", listener.local_addr().unwrap());
+        let current = Arc::new(Mutex::new(None));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(Mutex::new(0));
+        let (cur, rec, conns) = (current.clone(), received.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let Ok(ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    continue;
+                };
+                let (mut sink, mut frames) = ws.split();
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+                let hello = json!({"type": "hello", "num_connections": 1,
+                                   "connection_info": {"app_id": "A1"}});
+                let _ = tx.send(hello.to_string());
+                *cur.lock().unwrap() = Some(tx);
+                *conns.lock().unwrap() += 1;
+                let rec = rec.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            Some(out) = rx.recv() => {
+                                if sink.send(tokio_tungstenite::tungstenite::Message::Text(out.into())).await.is_err() {
+                                    break;
+                                }
+                            }
+                            frame = frames.next() => match frame {
+                                Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) => {
+                                    rec.lock().unwrap().push(serde_json::from_str(t.as_str()).unwrap());
+                                }
+                                Some(Ok(_)) => {}
+                                _ => break,
+                            },
+                        }
+                    }
+                });
+            }
+        });
+        SocketFake {
+            url,
+            current,
+            received,
+            connections,
+        }
+    }
+
+    async fn connected(&self, n: u32) {
+        for _ in 0..100 {
+            if *self.connections.lock().unwrap() >= n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("Koji did not open socket connection {n}");
+    }
+
+    fn send(&self, v: &Value) {
+        let tx = self.current.lock().unwrap().clone().expect("a connection");
+        tx.send(v.to_string()).unwrap();
+    }
+
+    /// Waits (a few seconds at most) for the acknowledgement of `envelope_id`.
+    async fn ack(&self, envelope_id: &str) -> Value {
+        for _ in 0..100 {
+            if let Some(a) = self
+                .received
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|a| a["envelope_id"] == envelope_id)
+            {
+                return a.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no ack for {envelope_id}");
+    }
+}
+
+fn envelope(id: &str, kind: &str, payload: Value) -> Value {
+    json!({"envelope_id": id, "type": kind, "payload": payload,
+           "accepts_response_payload": kind == "slash_commands", "retry_attempt": 0, "retry_reason": ""})
+}
+
+/// Socket Mode alone: no signing secret, so no HTTP endpoints.
+fn socket_config(fake: &str) -> String {
+    format!(
+        r#"
+[server]
+public_url = "http://koji.test"
+max_body_bytes = 8192
+
+[[tenants]]
+id = "acme"
+name = "Acme"
+admins = ["admin@acme.test"]
+slack_team_ids = ["T0001"]
+
+[slack]
+app_token = "{APP_TOKEN}"
+bot_token = "{CONFIG_TOKEN}"
+api_url = "{fake}/api"
+"#
+    )
+}
+
+async fn socket_mode_receives_events_commands_and_buttons_and_reconnects(db: &TestDb) {
+    let ws = SocketFake::start().await;
+    let (fake_base, fake) = fake_slack().await;
+    *fake.socket_url.lock().unwrap() = Some(ws.url.clone());
+    let s = Slack::start_on(db, fake_base, fake, socket_config).await;
+    ws.connected(1).await;
+
+    // A DM: acknowledged with its envelope id once recorded, answered in that DM.
+    let ev = dm("T0001", "Ev1200", "UANN", "hello");
+    ws.send(&envelope("env-1", "events_api", ev.clone()));
+    assert_eq!(ws.ack("env-1").await, json!({"envelope_id": "env-1"}));
+    let posts = s.posts(1).await;
+    assert_eq!(posts[0].0, "chat.postMessage");
+    assert_eq!(posts[0].1, CONFIG_TOKEN);
+    assert_eq!(posts[0].2["channel"], "D1");
+
+    // Slack redelivers the same event: acknowledged again, recorded and answered once.
+    let mut again = envelope("env-2", "events_api", ev);
+    again["retry_attempt"] = json!(1);
+    again["retry_reason"] = json!("timeout");
+    ws.send(&again);
+    ws.ack("env-2").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(s.posts(1).await.len(), 1, "answered once");
+    assert_eq!(
+        s.scalar("select count(*) from messages where platform_msg_id = 'Ev1200'")
+            .await,
+        1
+    );
+
+    // /koji: the ephemeral answer rides on the ack.
+    let cmd = json!({"token": "legacy", "team_id": "T0001", "team_domain": "acme",
+        "channel_id": "C1", "channel_name": "general", "user_id": "UADMIN", "user_name": "ada",
+        "command": "/koji", "text": "users", "api_app_id": "A1",
+        "response_url": format!("{}/respond/4", s.fake_base), "trigger_id": "1.2.3"});
+    ws.send(&envelope("env-3", "slash_commands", cmd));
+    let ack = ws.ack("env-3").await;
+    assert_eq!(ack["payload"]["response_type"], "ephemeral", "{ack}");
+    assert_eq!(ack["payload"]["blocks"][0]["type"], "header", "{ack}");
+    assert!(all_text(&ack).contains("ann@example.com"), "{ack}");
+
+    // A button press.
+    let press = json!({
+        "type": "block_actions", "team": {"id": "T0001"}, "user": {"id": "UANN", "team_id": "T0001"},
+        "channel": {"id": "D1"}, "response_url": format!("{}/respond/5", s.fake_base),
+        "trigger_id": "9.9.9", "actions": [{"action_id": "koji_button_0", "value": "hello", "type": "button"}]
+    });
+    ws.send(&envelope("env-4", "interactive", press));
+    ws.ack("env-4").await;
+    assert_eq!(s.responses(1).await.len(), 1);
+
+    // Slack asks for a new connection: Koji opens one and goes on there.
+    ws.send(&json!({"type": "disconnect", "reason": "refresh_requested"}));
+    ws.connected(2).await;
+    assert_eq!(*s.fake.connections_opened.lock().unwrap(), 2);
+    ws.send(&envelope(
+        "env-5",
+        "events_api",
+        dm("T0001", "Ev1201", "UADMIN", "hello"),
+    ));
+    ws.ack("env-5").await;
+    assert_eq!(s.posts(2).await.len(), 2);
+
+    // No signing secret: the HTTP endpoints are not served.
+    let (status, _) = s
+        .event(&dm("T0001", "Ev1202", "UANN", "hi"), Sig::Good, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(*s.fake.bad_tokens.lock().unwrap(), 0);
+    s.stop().await;
+}
+
+async fn socket_mode_retries_a_refused_connection_and_acks_only_what_is_recorded(db: &TestDb) {
+    let ws = SocketFake::start().await;
+    let (fake_base, fake) = fake_slack().await;
+    // apps.connections.open refuses at first (no URL yet).
+    let s = Slack::start_on(db, fake_base, fake.clone(), socket_config).await;
+    for _ in 0..100 {
+        if *fake.connections_opened.lock().unwrap() >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(*fake.connections_opened.lock().unwrap() >= 1);
+    *fake.socket_url.lock().unwrap() = Some(ws.url.clone());
+    ws.connected(1).await;
+    ws.send(&envelope(
+        "env-9",
+        "events_api",
+        dm("T0001", "Ev1300", "UANN", "hello"),
+    ));
+    ws.ack("env-9").await;
+    assert_eq!(s.posts(1).await.len(), 1);
+
+    // users.info fails: nothing recorded, no ack (Slack redelivers); once it works, the
+    // redelivery is acknowledged and answered.
+    let ev = dm("T0001", "Ev1301", "UGHOST", "hello");
+    ws.send(&envelope("env-10", "events_api", ev.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !ws.received
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|a| a["envelope_id"] == "env-10"),
+        "not acknowledged"
+    );
+    assert_eq!(
+        s.scalar("select count(*) from messages where platform_msg_id = 'Ev1301'")
+            .await,
+        0
+    );
+    s.fake.users.lock().unwrap().insert(
+        "UGHOST".into(),
+        json!({"id": "UGHOST", "profile": {"email": "ghost@example.com"}}),
+    );
+    let mut again = envelope("env-11", "events_api", ev);
+    again["retry_attempt"] = json!(1);
+    ws.send(&again);
+    ws.ack("env-11").await;
+    assert_eq!(s.posts(2).await.len(), 2);
+    s.stop().await;
+}
+
 on_both_backends!(
     url_verification_answers_the_challenge,
     a_dm_is_answered_once_in_that_dm_even_when_slack_retries,
@@ -801,4 +1262,11 @@ on_both_backends!(
     installing_makes_a_tenant_whose_installer_is_admin_and_whose_token_is_encrypted,
     a_bad_install_callback_shows_an_error_page_and_stores_nothing,
     unknown_teams_are_acknowledged_and_failed_user_lookups_retried,
+    a_slow_slash_command_says_working_on_it_and_follows_up_through_response_url,
+    a_rate_limited_post_is_retried_after_retry_after_and_delivered_once,
+    a_private_reply_in_a_channel_is_ephemeral_to_the_asker,
+    a_knowledge_base_answer_has_did_this_help_buttons_and_yes_is_recorded,
+    an_anonymous_slack_user_signs_in_with_an_emailed_code,
+    socket_mode_receives_events_commands_and_buttons_and_reconnects,
+    socket_mode_retries_a_refused_connection_and_acks_only_what_is_recorded,
 );

@@ -1,5 +1,5 @@
 //! The few Slack Web API calls Koji makes (`users.info`, `chat.postMessage`,
-//! `chat.postEphemeral`, `oauth.v2.access`) and `response_url` follow-ups, over reqwest.
+//! `chat.postEphemeral`, `oauth.v2.access`, `apps.connections.open`) and `response_url` follow-ups, over reqwest.
 //! The base URL is configurable (`slack.api_url`) so tests and proxies can stand in.
 //! Rate limits (429 + `Retry-After`) are waited out a few times before giving up.
 
@@ -199,6 +199,21 @@ impl WebApi {
         self.post(response_url, None, Body::Json(body))
             .await
             .map(|_| ())
+    }
+
+    /// `apps.connections.open` with the app-level token (`xapp-…`): a Socket Mode URL
+    /// (`wss://…`), good for one connection.
+    pub async fn connections_open(&self, app_token: &str) -> Result<String, ApiError> {
+        let v = self
+            .call("apps.connections.open", Some(app_token), Body::Form(&[]))
+            .await?;
+        v["url"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ApiError::Slack {
+                method: "apps.connections.open".into(),
+                error: "no url in the answer".into(),
+            })
     }
 
     /// `oauth.v2.access`: exchanges an install's code for the team's bot token.

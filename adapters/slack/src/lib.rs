@@ -1,6 +1,7 @@
 //! The Slack channel: the Events API (`POST /slack/events`), the `/koji` slash command
 //! (`POST /slack/commands`), buttons (`POST /slack/interactions`) and the OAuth v2 install
-//! (`GET /slack/install`, `GET /slack/oauth/callback`).
+//! (`GET /slack/install`, `GET /slack/oauth/callback`); or the same over Socket Mode
+//! ([`socket`]), through the same handler functions.
 //!
 //! It translates and nothing more: Slack payload → [`Inbound`] on the way in, [`Reply`] →
 //! Block Kit on the way out. Who someone is, what they may do and what is recorded is the
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod blocks;
 pub mod signing;
+pub mod socket;
 
 use api::{UserInfo, WebApi};
 use axum::Router;
@@ -109,7 +111,8 @@ pub struct SlackSettings {
     pub now: Arc<dyn Fn() -> i64 + Send + Sync>,
     /// How long `users.info` answers are reused.
     pub user_cache_ttl: Duration,
-    /// How long a slash command waits for the core before answering "Working on it…".
+    /// How long a slash command waits for the core before answering "Working on it…"
+    /// (Slack allows 3 s in all, network included).
     pub command_deadline: Duration,
 }
 
@@ -133,21 +136,28 @@ struct AppState {
     users: Arc<UserCache>,
 }
 
+impl AppState {
+    fn new(port: Arc<dyn SlackPort>, settings: SlackSettings) -> AppState {
+        let api = WebApi::new(settings.api_url.as_deref());
+        AppState {
+            port,
+            settings: Arc::new(settings),
+            api,
+            users: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+}
+
+/// The HTTP endpoints (they need `signing_secret`).
 pub fn router(port: Arc<dyn SlackPort>, settings: SlackSettings) -> Router {
     let limit = settings.max_body_bytes;
-    let api = WebApi::new(settings.api_url.as_deref());
     Router::new()
         .route("/slack/events", post(events))
         .route("/slack/commands", post(commands))
         .route("/slack/interactions", post(interactions))
         .route("/slack/install", get(install))
         .route("/slack/oauth/callback", get(oauth_callback))
-        .with_state(AppState {
-            port,
-            settings: Arc::new(settings),
-            api,
-            users: Arc::new(Mutex::new(HashMap::new())),
-        })
+        .with_state(AppState::new(port, settings))
         .layer(DefaultBodyLimit::max(limit))
 }
 
@@ -417,10 +427,6 @@ fn ephemeral(replies: &[Reply]) -> Value {
     json!({"response_type": "ephemeral", "text": text, "blocks": all})
 }
 
-fn ephemeral_text(text: &str) -> Response {
-    axum::Json(ephemeral(&[Reply::text(text)])).into_response()
-}
-
 fn apology(e: &ConversationError) -> &'static str {
     match e {
         ConversationError::UnknownTenant(_) => {
@@ -440,23 +446,37 @@ async fn commands(State(s): State<AppState>, headers: HeaderMap, body: Bytes) ->
     let Ok(form) = serde_urlencoded::from_bytes::<HashMap<String, String>>(&body) else {
         return plain(StatusCode::BAD_REQUEST, "the body is not a form\n");
     };
+    match slash(&s, &form).await {
+        Ok(answer) => axum::Json(answer).into_response(),
+        Err(r) => r,
+    }
+}
+
+/// A `/koji` command (HTTP form or Socket Mode payload): the ephemeral answer to give at
+/// once — the report, or "Working on it…" with the report following through `response_url`
+/// when the core takes longer than `command_deadline`.
+async fn slash(s: &AppState, form: &HashMap<String, String>) -> Result<Value, Response> {
     let (Some(team), Some(user)) = (form.get("team_id"), form.get("user_id")) else {
-        return plain(
+        return Err(plain(
             StatusCode::BAD_REQUEST,
             "team_id and user_id are required\n",
-        );
+        ));
     };
     let token = match s.access(team).await {
         Ok(t) => t,
-        Err(_) => return ephemeral_text(apology(&ConversationError::UnknownTenant(team.clone()))),
+        Err(_) => {
+            return Ok(ephemeral(&[Reply::text(apology(
+                &ConversationError::UnknownTenant(team.clone()),
+            ))]));
+        }
     };
     let speaker = match s.speaker(team, &token, user).await {
         Ok(sp) => sp,
         Err(e) => {
             tracing::warn!(error = %e, "users.info failed");
-            return ephemeral_text(
+            return Ok(ephemeral(&[Reply::text(
                 "Sorry, I couldn't check who you are with Slack. Please try again.",
-            );
+            )]));
         }
     };
     let words = form.get("text").map(|t| t.trim()).unwrap_or("");
@@ -477,11 +497,12 @@ async fn commands(State(s): State<AppState>, headers: HeaderMap, body: Bytes) ->
         }
     };
     match tokio::time::timeout(s.settings.command_deadline, &mut task).await {
-        Ok(r) => axum::Json(answer(r)).into_response(),
+        Ok(r) => Ok(answer(r)),
         Err(_) => {
             // Slack gives up after 3 s: say so now, answer through response_url later.
+            let working = ephemeral(&[Reply::text("Working on it…")]);
             let Some(url) = form.get("response_url").cloned() else {
-                return ephemeral_text("Working on it…");
+                return Ok(working);
             };
             let api = s.api.clone();
             tokio::spawn(async move {
@@ -490,7 +511,7 @@ async fn commands(State(s): State<AppState>, headers: HeaderMap, body: Bytes) ->
                     tracing::error!(error = %e, "slash command answer not delivered");
                 }
             });
-            ephemeral_text("Working on it…")
+            Ok(working)
         }
     }
 }
@@ -509,6 +530,12 @@ async fn interactions(State(s): State<AppState>, headers: HeaderMap, body: Bytes
             "expected a form with a JSON payload\n",
         );
     };
+    on_action(&s, &p).await
+}
+
+/// A `block_actions` payload (HTTP or Socket Mode): the pressed button's value becomes the
+/// person's next message; the answer goes to `response_url` (else the channel).
+async fn on_action(s: &AppState, p: &Value) -> Response {
     if p["type"] != "block_actions" {
         return plain(StatusCode::OK, "");
     }
@@ -750,8 +777,9 @@ async fn oauth_callback(State(s): State<AppState>, Query(q): Query<CallbackParam
     }
 }
 
-/// A Slack app manifest (JSON) for this deployment: scopes, events, `/koji`, the URLs.
-pub fn manifest(public_url: &str) -> Value {
+/// A Slack app manifest (JSON) for this deployment: scopes, events, `/koji`, the URLs;
+/// with `socket_mode` (an app token is configured) Slack delivers over Socket Mode instead.
+pub fn manifest(public_url: &str, socket_mode: bool) -> Value {
     let base = public_url.trim_end_matches('/');
     json!({
         "display_information": {
@@ -783,7 +811,7 @@ pub fn manifest(public_url: &str) -> Value {
                 "request_url": format!("{base}/slack/interactions"),
             },
             "org_deploy_enabled": false,
-            "socket_mode_enabled": false,
+            "socket_mode_enabled": socket_mode,
             "token_rotation_enabled": false,
         },
     })
@@ -809,7 +837,7 @@ mod tests {
 
     #[test]
     fn the_manifest_names_scopes_events_and_urls() {
-        let m = manifest("https://koji.example/");
+        let m = manifest("https://koji.example/", false);
         assert_eq!(
             m["settings"]["event_subscriptions"]["request_url"],
             "https://koji.example/slack/events"
@@ -817,5 +845,8 @@ mod tests {
         assert_eq!(m["features"]["slash_commands"][0]["command"], "/koji");
         let scopes = m["oauth_config"]["scopes"]["bot"].as_array().unwrap();
         assert!(scopes.iter().any(|s| s == "users:read.email"));
+        assert_eq!(m["settings"]["socket_mode_enabled"], false);
+        let m = manifest("https://koji.example/", true);
+        assert_eq!(m["settings"]["socket_mode_enabled"], true);
     }
 }
