@@ -196,6 +196,17 @@ async fn a_visitor_chats_in_the_widget_and_logs_out() {
 
     driver.type_and_send("My Outlook does not start").await;
     driver.wait_for(".msg.koji", "Outlook").await;
+    // The knowledge-base answer asks "did this help?" with buttons; a click answers.
+    let yes = driver.find(".choices button").await;
+    driver
+        .call(
+            reqwest::Method::POST,
+            &format!("/element/{yes}/click"),
+            json!({}),
+        )
+        .await;
+    driver.wait_for(".msg.me", "yes").await;
+    driver.wait_for(".msg.koji", "Glad that helped").await;
 
     let logout = driver.find("#logout").await;
     driver
