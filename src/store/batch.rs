@@ -225,12 +225,28 @@ async fn connect(pool: &Pool) -> Result<Conn> {
     })
 }
 
+/// How long the writer keeps its connection while nothing is queued.
+const KEEP_CONN: std::time::Duration = std::time::Duration::from_millis(50);
+
 async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
     let mut ops = Vec::with_capacity(batch_max);
     let mut conn: Option<Conn> = None;
     loop {
         ops.clear();
-        if rx.recv_many(&mut ops, batch_max).await == 0 {
+        if conn.is_some() {
+            // Keep the connection through short pauses: taking it back from the pool means
+            // queueing behind every reader, and a reply waits for this commit.
+            match tokio::time::timeout(KEEP_CONN, rx.recv_many(&mut ops, batch_max)).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => {
+                    // Idle: give the connection back, so the pool can be closed or
+                    // checkpointed.
+                    conn = None;
+                }
+            }
+        }
+        if ops.is_empty() && rx.recv_many(&mut ops, batch_max).await == 0 {
             break;
         }
         // Let the callers that are about to write join this commit: a few yields cost
@@ -265,10 +281,6 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
         }
         for f in flushes {
             let _ = f.send(());
-        }
-        if rx.is_empty() {
-            // Idle: give the connection back, so the pool can be closed or checkpointed.
-            conn = None;
         }
     }
     if let Pool::Sqlite(p) = &pool {
