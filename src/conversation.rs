@@ -14,7 +14,8 @@ use crate::nlu::{Nlu, Terms, Understanding, command_text};
 use crate::reports::{DEFAULT_HISTORY, DEFAULT_SINCE, Report, ReportBody, table_text};
 use crate::roles::{Permission, RoleSetup};
 use crate::store::{
-    BatchWriter, Direction, MessageRow, PersonSeed, SessionStart, Store, StoreError, WriteOutcome,
+    BatchWriter, Direction, MessageRow, PersonSeed, SessionStart, StateWrite, Store, StoreError,
+    WriteOutcome,
 };
 use koji_channel::{Attachment, ConversationError, Inbound, Outcome, Reply, TenantHint};
 use std::collections::{HashMap, HashSet};
@@ -128,10 +129,25 @@ pub enum CommandOutput {
 /// Tenant, channel, the channel's user id.
 type SpeakerKey = (Arc<str>, Channel, String);
 
+/// A conversation-state change decided while routing one message; it commits with that
+/// message's exchange. Never shared: a clone starts empty.
+#[derive(Default)]
+struct NextState(Mutex<Option<Option<ConvState>>>);
+
+impl Clone for NextState {
+    fn clone(&self) -> NextState {
+        NextState::default()
+    }
+}
+
 #[derive(Clone)]
 struct Speaking {
     identity_id: i64,
     person: Option<PersonRef>,
+    /// The person's roles, remembered as long as the rest (a role change in this process
+    /// forgets every speaker).
+    roles: Option<Vec<String>>,
+    next_state: NextState,
     auth_method: AuthMethod,
     session_id: i64,
     last_at: i64,
@@ -481,9 +497,19 @@ impl Core {
             });
             replies.push(reply);
         }
+        let state = speaking
+            .next_state
+            .0
+            .lock()
+            .expect("next state")
+            .take()
+            .map(|state| StateWrite {
+                identity_id: speaking.identity_id,
+                state: state.map(|s| serde_json::to_string(&s).unwrap_or_default()),
+            });
         let rx = self
             .writer
-            .enqueue(rows, claimed)
+            .enqueue_with_state(rows, claimed, state)
             .await
             .map_err(unavailable)?;
         Ok(Pending {
@@ -622,7 +648,13 @@ impl Core {
             .and_then(|j| serde_json::from_str::<ConvState>(&j).ok());
         let relay = self.store.relay_of(resolved.identity_id).await?;
         let inbox = relay.is_some() || self.store.relay_pending(resolved.identity_id).await?;
+        let roles = match &resolved.person {
+            Some(p) => Some(self.store.roles_of(p.id).await?),
+            None => None,
+        };
         let s = Speaking {
+            roles,
+            next_state: NextState::default(),
             relay,
             inbox,
             state,
@@ -651,10 +683,7 @@ impl Core {
         let tid = tenant.config.id.as_str();
         let ask_again = |text: String| async move {
             let state = ConvState::AwaitingEmail { known_only };
-            if let Err(e) = self
-                .set_state(tid, msg, speaking.identity_id, Some(state))
-                .await
-            {
+            if let Err(e) = self.put_state(tid, msg, speaking, Some(state)).await {
                 tracing::warn!(error = %e, "conversation state not kept");
             }
             (Reply::text(text), Vec::new())
@@ -679,10 +708,7 @@ impl Core {
             {
                 Ok(url) => {
                     let state = ConvState::AwaitingEmail { known_only };
-                    if let Err(e) = self
-                        .set_state(tid, msg, speaking.identity_id, Some(state))
-                        .await
-                    {
+                    if let Err(e) = self.put_state(tid, msg, speaking, Some(state)).await {
                         tracing::warn!(error = %e, "conversation state not kept");
                     }
                     let mut r = Reply::text(format!(
@@ -787,10 +813,7 @@ impl Core {
     ) -> (Reply, Vec<String>) {
         let tid = tenant.config.id.as_str();
         let keep = |state: ConvState, text: String, actions: Vec<String>| async move {
-            if let Err(e) = self
-                .set_state(tid, msg, speaking.identity_id, Some(state))
-                .await
-            {
+            if let Err(e) = self.put_state(tid, msg, speaking, Some(state)).await {
                 tracing::warn!(error = %e, "conversation state not kept");
             }
             (Reply::text(text), actions)
@@ -859,10 +882,7 @@ impl Core {
         let tid = tenant.config.id.as_str();
         let text = msg.text.trim();
         let keep = |state: ConvState, text: String| async move {
-            if let Err(e) = self
-                .set_state(tid, msg, speaking.identity_id, Some(state))
-                .await
-            {
+            if let Err(e) = self.put_state(tid, msg, speaking, Some(state)).await {
                 tracing::warn!(error = %e, "conversation state not kept");
             }
             (Reply::text(text), Vec::new())
@@ -975,6 +995,40 @@ impl Core {
         Ok(())
     }
 
+    /// Writes the state now (sign-in steps, confirmations), replacing any change deferred
+    /// earlier in this exchange.
+    async fn put_state(
+        &self,
+        tenant_id: &str,
+        msg: &Inbound,
+        speaking: &Speaking,
+        state: Option<ConvState>,
+    ) -> Result<(), StoreError> {
+        *speaking.next_state.0.lock().expect("next state") = None;
+        self.set_state(tenant_id, msg, speaking.identity_id, state)
+            .await
+    }
+
+    /// Changes the state with this exchange: it commits in the exchange's transaction, and
+    /// this process sees it at once.
+    fn defer_state(
+        &self,
+        tenant_id: &str,
+        msg: &Inbound,
+        speaking: &Speaking,
+        state: Option<ConvState>,
+    ) {
+        let key: SpeakerKey = (
+            Arc::from(tenant_id),
+            msg.channel,
+            msg.speaker.external_id.clone(),
+        );
+        if let Some(s) = self.speakers.lock().expect("speaker cache").get_mut(&key) {
+            s.state = state.clone();
+        }
+        *speaking.next_state.0.lock().expect("next state") = Some(state);
+    }
+
     pub(crate) fn writer(&self) -> &BatchWriter {
         &self.writer
     }
@@ -1031,7 +1085,7 @@ impl Core {
             let answer = help::yes_no(&msg.text).filter(|_| !is_command);
             match state {
                 ConvState::KbFeedback { question, .. } => {
-                    self.clear_state(tid, msg, speaking).await;
+                    self.clear_state(tid, msg, speaking);
                     if let Some(helped) = answer {
                         return vec![
                             self.kb_feedback(tenant, speaking, msg, helped, question.clone())
@@ -1043,7 +1097,7 @@ impl Core {
                     summary,
                     description,
                 } => {
-                    self.clear_state(tid, msg, speaking).await;
+                    self.clear_state(tid, msg, speaking);
                     match answer {
                         Some(true) => {
                             return vec![
@@ -1066,7 +1120,7 @@ impl Core {
                     }
                 }
                 ConvState::AwaitingRequestSummary => {
-                    self.clear_state(tid, msg, speaking).await;
+                    self.clear_state(tid, msg, speaking);
                     if !is_command {
                         let summary = match help::request_summary(&msg.text) {
                             s if s.is_empty() => msg.text.trim().to_string(),
@@ -1147,10 +1201,9 @@ impl Core {
         vec![(Reply::text(text), Vec::new())]
     }
 
-    async fn clear_state(&self, tid: &str, msg: &Inbound, speaking: &Speaking) {
-        if let Err(e) = self.set_state(tid, msg, speaking.identity_id, None).await {
-            tracing::warn!(error = %e, "conversation state not cleared");
-        }
+    /// Clears a soft state; the change commits with this exchange.
+    fn clear_state(&self, tid: &str, msg: &Inbound, speaking: &Speaking) {
+        self.defer_state(tid, msg, speaking, None);
     }
 
     /// Someone Koji doesn't know asked for help: how to sign in on this channel.
@@ -1172,10 +1225,7 @@ impl Core {
         let tid = tenant.config.id.as_str();
         // The next message may be an email: a one-time code (or the staff sign-in) follows.
         let state = ConvState::AwaitingEmail { known_only: false };
-        if let Err(e) = self
-            .set_state(tid, msg, speaking.identity_id, Some(state))
-            .await
-        {
+        if let Err(e) = self.put_state(tid, msg, speaking, Some(state)).await {
             tracing::warn!(error = %e, "conversation state not kept");
         }
         let mut text =
@@ -1215,7 +1265,7 @@ impl Core {
         state: ConvState,
     ) -> (Reply, Vec<String>) {
         let tid = tenant.config.id.as_str();
-        if let Err(e) = self.set_state(tid, msg, speaking.identity_id, None).await {
+        if let Err(e) = self.put_state(tid, msg, speaking, None).await {
             tracing::warn!(error = %e, "conversation state not cleared");
             return (
                 private("Sorry, I can't do that right now. Please try again."),
@@ -1291,6 +1341,10 @@ impl Core {
     async fn actor_of(&self, speaking: &Speaking) -> Result<Actor, Reply> {
         match &speaking.person {
             None => Ok(Actor::Anonymous),
+            Some(p) if speaking.roles.is_some() => Ok(Actor::Person {
+                person: p.clone(),
+                roles: speaking.roles.clone().unwrap_or_default(),
+            }),
             Some(p) => match self.store.roles_of(p.id).await {
                 Ok(roles) => Ok(Actor::Person {
                     person: p.clone(),
@@ -1362,10 +1416,7 @@ impl Core {
             label: label.clone(),
             expires_at: self.clock.now_micros() + CONFIRM_MICROS,
         };
-        if let Err(e) = self
-            .set_state(tid, msg, speaking.identity_id, Some(state))
-            .await
-        {
+        if let Err(e) = self.put_state(tid, msg, speaking, Some(state)).await {
             return unavailable_output(e);
         }
         CommandOutput::Confirm {

@@ -232,6 +232,8 @@ impl SlackPort for Core {
             .save_slack_install(&row, &team_name, &installer)
             .await
             .map_err(unavailable)?;
+        // The installer now holds `admin`: whoever this process remembers is looked up afresh.
+        self.forget_speakers();
         let tenant = match self.tenant(&tenant_id) {
             Some(t) => t,
             None => self.add_tenant(&installed_tenant_config(&SlackInstall {

@@ -164,7 +164,7 @@ impl Core {
                 summary: question.clone(),
                 description: question,
             };
-            self.keep_state(tid, msg, speaking, state).await;
+            self.keep_state(tid, msg, speaking, state);
             let r = Reply::text(
                 "I couldn't find an article about that. Shall I create a request so the service desk can help? (yes/no)",
             );
@@ -180,7 +180,7 @@ impl Core {
             question,
             articles: articles.iter().map(|a| a.id.clone()).collect(),
         };
-        self.keep_state(tid, msg, speaking, state).await;
+        self.keep_state(tid, msg, speaking, state);
         let r = Reply::text(format!("{}\nDid this help? (yes/no)", list(&articles)));
         (
             with(r, buttons(&[("Yes, that helped", "yes"), ("No", "no")])),
@@ -207,8 +207,7 @@ impl Core {
             summary: question.clone(),
             description: question,
         };
-        self.keep_state(tenant.config.id.as_str(), msg, speaking, state)
-            .await;
+        self.keep_state(tenant.config.id.as_str(), msg, speaking, state);
         (
             with(
                 Reply::text(
@@ -233,8 +232,7 @@ impl Core {
         let tid = tenant.config.id.as_str();
         let summary = request_summary(&msg.text);
         if summary.is_empty() {
-            self.keep_state(tid, msg, speaking, ConvState::AwaitingRequestSummary)
-                .await;
+            self.keep_state(tid, msg, speaking, ConvState::AwaitingRequestSummary);
             return (
                 Reply::text(
                     "Sure. What should the request say? Describe what you need in one message.",
@@ -263,8 +261,7 @@ impl Core {
                 summary,
                 description,
             },
-        )
-        .await;
+        );
         (
             with(
                 Reply::text(text),
@@ -566,13 +563,9 @@ impl Core {
         }
     }
 
-    async fn keep_state(&self, tid: &str, msg: &Inbound, speaking: &Speaking, state: ConvState) {
-        if let Err(e) = self
-            .set_state(tid, msg, speaking.identity_id, Some(state))
-            .await
-        {
-            tracing::warn!(error = %e, "conversation state not kept");
-        }
+    /// Keeps a soft state (feedback, request confirmation); it commits with this exchange.
+    fn keep_state(&self, tid: &str, msg: &Inbound, speaking: &Speaking, state: ConvState) {
+        self.defer_state(tid, msg, speaking, Some(state));
     }
 }
 

@@ -62,11 +62,20 @@ pub enum WriteOutcome {
     Duplicate,
 }
 
+/// A conversation-state change that commits with its exchange: the identity, and the new
+/// state as JSON (`None` clears it).
+#[derive(Debug, Clone)]
+pub struct StateWrite {
+    pub identity_id: i64,
+    pub state: Option<String>,
+}
+
 enum Op {
     Write {
         rows: Vec<MessageRow>,
         /// The first row carries a platform message id to claim.
         claim: bool,
+        state: Option<StateWrite>,
         done: oneshot::Sender<Result<WriteOutcome>>,
     },
     Flush(oneshot::Sender<()>),
@@ -106,6 +115,9 @@ const INTERESTS_HEAD: &str =
 const INTERESTS_TAIL: &str = " on conflict (person_id, kind, value) do update set
       count = interests.count + excluded.count,
       last_at = case when excluded.last_at > interests.last_at then excluded.last_at else interests.last_at end";
+
+const STATE_HEAD: &str = "insert into conversation_state (identity_id, state, updated_at) ";
+const STATE_TAIL: &str = " on conflict (identity_id) do update set state = excluded.state, updated_at = excluded.updated_at";
 
 /// Rows per multi-row statement. Batches are cut into chunks of this size and powers of
 /// two below it, so each table needs only a handful of distinct (cached) statements.
@@ -165,9 +177,25 @@ impl BatchWriter {
         rows: Vec<MessageRow>,
         claim: bool,
     ) -> Result<oneshot::Receiver<Result<WriteOutcome>>> {
+        self.enqueue_with_state(rows, claim, None).await
+    }
+
+    /// Like [`BatchWriter::enqueue`], with a conversation-state change committed in the same
+    /// transaction as the exchange (and not at all when the exchange is a duplicate).
+    pub async fn enqueue_with_state(
+        &self,
+        rows: Vec<MessageRow>,
+        claim: bool,
+        state: Option<StateWrite>,
+    ) -> Result<oneshot::Receiver<Result<WriteOutcome>>> {
         let (done, rx) = oneshot::channel();
         self.tx
-            .send(Op::Write { rows, claim, done })
+            .send(Op::Write {
+                rows,
+                claim,
+                state,
+                done,
+            })
             .await
             .map_err(|_| StoreError::Closed)?;
         Ok(rx)
@@ -197,12 +225,28 @@ async fn connect(pool: &Pool) -> Result<Conn> {
     })
 }
 
+/// How long the writer keeps its connection while nothing is queued.
+const KEEP_CONN: std::time::Duration = std::time::Duration::from_millis(50);
+
 async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
     let mut ops = Vec::with_capacity(batch_max);
     let mut conn: Option<Conn> = None;
     loop {
         ops.clear();
-        if rx.recv_many(&mut ops, batch_max).await == 0 {
+        if conn.is_some() {
+            // Keep the connection through short pauses: taking it back from the pool means
+            // queueing behind every reader, and a reply waits for this commit.
+            match tokio::time::timeout(KEEP_CONN, rx.recv_many(&mut ops, batch_max)).await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => {
+                    // Idle: give the connection back, so the pool can be closed or
+                    // checkpointed.
+                    conn = None;
+                }
+            }
+        }
+        if ops.is_empty() && rx.recv_many(&mut ops, batch_max).await == 0 {
             break;
         }
         // Let the callers that are about to write join this commit: a few yields cost
@@ -223,7 +267,12 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
         let mut flushes = Vec::new();
         for op in ops.drain(..) {
             match op {
-                Op::Write { rows, claim, done } => writes.push((rows, claim, done)),
+                Op::Write {
+                    rows,
+                    claim,
+                    state,
+                    done,
+                } => writes.push((rows, claim, state, done)),
                 Op::Flush(done) => flushes.push(done),
             }
         }
@@ -233,10 +282,6 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
         for f in flushes {
             let _ = f.send(());
         }
-        if rx.is_empty() {
-            // Idle: give the connection back, so the pool can be closed or checkpointed.
-            conn = None;
-        }
     }
     if let Pool::Sqlite(p) = &pool {
         let _ = sqlx::query("pragma wal_checkpoint(truncate)")
@@ -245,12 +290,21 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
     }
 }
 
-type Pending = (Vec<MessageRow>, bool, oneshot::Sender<Result<WriteOutcome>>);
+type Pending = (
+    Vec<MessageRow>,
+    bool,
+    Option<StateWrite>,
+    oneshot::Sender<Result<WriteOutcome>>,
+);
+
+/// One write as the commit sees it: its rows, whether the first claims its platform id, and
+/// its state change.
+type Item<'a> = (&'a [MessageRow], bool, Option<&'a StateWrite>);
 
 async fn commit_on(
     pool: &Pool,
     conn: &mut Option<Conn>,
-    items: &[(&[MessageRow], bool)],
+    items: &[Item<'_>],
 ) -> Result<Vec<WriteOutcome>> {
     if conn.is_none() {
         *conn = Some(connect(pool).await?);
@@ -267,23 +321,28 @@ async fn commit_on(
 /// Commits the batch; if the batch as a whole fails, each write is retried on its own so
 /// one bad write cannot sink the others.
 async fn commit_all(pool: &Pool, conn: &mut Option<Conn>, writes: Vec<Pending>) {
-    let items: Vec<(&[MessageRow], bool)> =
-        writes.iter().map(|(r, c, _)| (r.as_slice(), *c)).collect();
+    let items: Vec<Item<'_>> = writes
+        .iter()
+        .map(|(r, c, s, _)| (r.as_slice(), *c, s.as_ref()))
+        .collect();
     match commit_on(pool, conn, &items).await {
         Ok(outcomes) => {
-            for ((_, _, done), o) in writes.into_iter().zip(outcomes) {
+            drop(items);
+            for ((_, _, _, done), o) in writes.into_iter().zip(outcomes) {
                 let _ = done.send(Ok(o));
             }
         }
         Err(e) if writes.len() == 1 => {
             tracing::warn!(error = %e, "exchange not recorded");
-            let (_, _, done) = writes.into_iter().next().expect("one write");
+            drop(items);
+            let (_, _, _, done) = writes.into_iter().next().expect("one write");
             let _ = done.send(Err(e));
         }
         Err(e) => {
             tracing::warn!(error = %e, writes = writes.len(), "group commit failed; retrying one by one");
-            for (rows, claim, done) in writes {
-                let r = commit_on(pool, conn, &[(&rows, claim)])
+            drop(items);
+            for (rows, claim, state, done) in writes {
+                let r = commit_on(pool, conn, &[(&rows, claim, state.as_ref())])
                     .await
                     .map(|mut o| o.remove(0));
                 if let Err(e) = &r {
@@ -350,17 +409,14 @@ macro_rules! push_message {
     }};
 }
 
-async fn commit_batch(
-    conn: &mut Conn,
-    items: &[(&[MessageRow], bool)],
-) -> Result<Vec<WriteOutcome>> {
+async fn commit_batch(conn: &mut Conn, items: &[Item<'_>]) -> Result<Vec<WriteOutcome>> {
     let mut outcomes = vec![WriteOutcome::Committed; items.len()];
 
     // Claims: the first occurrence of an id in the batch competes with the database; later
     // ones in the same batch are duplicates of it.
     let mut claim_rows: Vec<&MessageRow> = Vec::new();
     let mut claim_owner: HashMap<(&str, &str, &str), usize> = HashMap::new();
-    for (i, (rows, claim)) in items.iter().enumerate() {
+    for (i, (rows, claim, _)) in items.iter().enumerate() {
         if !*claim {
             continue;
         }
@@ -405,9 +461,15 @@ async fn commit_batch(
             let mut stats: HashMap<(&str, i64, &str), Counts> = HashMap::new();
             let mut interests: HashMap<(&str, i64, &str, &str), (i64, i64)> = HashMap::new();
             let mut touches: HashMap<i64, i64> = HashMap::new();
-            for ((rows, claim), outcome) in items.iter().zip(&outcomes) {
+            // The last change per identity wins (writes are queued in conversation order).
+            let mut states: HashMap<i64, (Option<&str>, i64)> = HashMap::new();
+            for ((rows, claim, state), outcome) in items.iter().zip(&outcomes) {
                 if *outcome == WriteOutcome::Duplicate {
                     continue;
+                }
+                if let Some(s) = state {
+                    let at = rows.iter().map(|r| r.at).max().unwrap_or_default();
+                    states.insert(s.identity_id, (s.state.as_deref(), at));
                 }
                 for (j, r) in rows.iter().enumerate() {
                     if !(*claim && j == 0) {
@@ -490,6 +552,27 @@ async fn commit_batch(
                         .push(" as bigint) as at");
                 }
                 qb.push(") as x where sessions.id = x.id and sessions.last_interaction_at < x.at");
+                qb.build().execute(&mut *tx).await?;
+                start += n;
+            }
+            let (kept, cleared): (Vec<_>, Vec<_>) =
+                states.into_iter().partition(|(_, (s, _))| s.is_some());
+            insert_values!(tx, STATE_HEAD, STATE_TAIL, &kept, |b, row| {
+                let (id, (state, at)) = row;
+                b.push_bind(*id)
+                    .push_bind(state.unwrap_or_default().to_string())
+                    .push_bind(*at);
+            });
+            let mut start = 0;
+            for n in chunk_sizes(cleared.len()) {
+                let mut qb = sqlx::QueryBuilder::new(
+                    "delete from conversation_state where identity_id in (",
+                );
+                let mut ids = qb.separated(", ");
+                for (id, _) in &cleared[start..start + n] {
+                    ids.push_bind(*id);
+                }
+                qb.push(")");
                 qb.build().execute(&mut *tx).await?;
                 start += n;
             }

@@ -4,6 +4,7 @@
 
 use super::{Pool, Result, Store, with_pool};
 use sqlx::Row;
+use std::collections::HashMap;
 
 /// An article as loaded from a Markdown file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,15 @@ pub enum Relay {
     },
 }
 
+/// How long a process reuses a knowledge-base search: another replica's `koji kb reload`
+/// is seen within this time; this process's own reload clears it at once.
+const KB_CACHE_MICROS: i64 = 2_000_000;
+/// Searches remembered at most; the cache starts over when full.
+const KB_CACHE_MAX: usize = 4096;
+
+/// Search results by (terms, limit), with the time they were read.
+pub(crate) type KbCache = HashMap<(Vec<String>, usize), (i64, Vec<KbHit>)>;
+
 fn content_hash(doc: &KbDoc) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(
@@ -113,6 +123,7 @@ impl Store {
                 out.removed += 1;
             }
             tx.commit().await?;
+            self.kb_cache.lock().expect("kb cache").clear();
             Ok(out)
         })
     }
@@ -123,6 +134,24 @@ impl Store {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
+        let now = self.now();
+        let key = (terms.to_vec(), limit);
+        if let Some((at, hits)) = self.kb_cache.lock().expect("kb cache").get(&key)
+            && now.saturating_sub(*at) <= KB_CACHE_MICROS
+            && *at <= now
+        {
+            return Ok(hits.clone());
+        }
+        let hits = self.search_kb_uncached(terms, limit).await?;
+        let mut cache = self.kb_cache.lock().expect("kb cache");
+        if cache.len() >= KB_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key, (now, hits.clone()));
+        Ok(hits)
+    }
+
+    async fn search_kb_uncached(&self, terms: &[String], limit: usize) -> Result<Vec<KbHit>> {
         let limit = limit as i64;
         let rows = match self.pool() {
             Pool::Sqlite(p) => {

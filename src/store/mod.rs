@@ -25,7 +25,7 @@ use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-pub use batch::{BatchWriter, Direction, MessageRow, WriteOutcome};
+pub use batch::{BatchWriter, Direction, MessageRow, StateWrite, WriteOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -320,6 +320,8 @@ pub struct Store {
     clock: Arc<dyn Clock>,
     /// Above this many people, period reports aggregate the whole window in one pass.
     window_threshold: Arc<std::sync::atomic::AtomicUsize>,
+    /// Recent knowledge-base searches (`helpdesk.rs`), kept as briefly as the speaker cache.
+    kb_cache: Arc<std::sync::Mutex<helpdesk::KbCache>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -388,6 +390,7 @@ impl Store {
             pool,
             clock,
             window_threshold: Arc::new(std::sync::atomic::AtomicUsize::new(2000)),
+            kb_cache: Arc::default(),
         })
     }
 
