@@ -231,6 +231,9 @@ pub struct DiscordConfig {
     pub public_key: Option<String>,
     pub bot_token: Option<Secret>,
     pub api_url: Option<String>,
+    /// Milliseconds to wait for an answer before deferring it (type 5) and editing the
+    /// response later; default 2500 (Discord allows 3 s). 0 defers every command.
+    pub defer_after_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -374,6 +377,18 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(err("server.max_body_bytes", "must be at least 1024"));
+        }
+        if let Some(key) = self
+            .discord
+            .as_ref()
+            .and_then(|d| d.public_key.as_deref())
+            .filter(|k| !k.trim().is_empty())
+            && let Err(e) = koji_discord::signing::Verifier::new(key)
+        {
+            return Err(err(
+                "discord.public_key",
+                e.to_string().replace("discord.public_key ", ""),
+            ));
         }
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")
