@@ -227,6 +227,8 @@ pub struct TeamsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscordConfig {
+    /// A snowflake: `KOJI_DISCORD__APPLICATION_ID=1234…` arrives as a number, also taken.
+    #[serde(default, deserialize_with = "string_or_number")]
     pub application_id: Option<String>,
     pub public_key: Option<String>,
     pub bot_token: Option<Secret>,
@@ -234,6 +236,19 @@ pub struct DiscordConfig {
     /// Milliseconds to wait for an answer before deferring it (type 5) and editing the
     /// response later; default 2500 (Discord allows 3 s). 0 defers every command.
     pub defer_after_ms: Option<u64>,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        S(String),
+        N(u64),
+    }
+    Ok(Option::<Id>::deserialize(d)?.map(|v| match v {
+        Id::S(s) => s,
+        Id::N(n) => n.to_string(),
+    }))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
