@@ -7,7 +7,7 @@ mod common;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, patch, put};
+use axum::routing::{get, patch, post, put};
 use common::{T0, TestDb};
 use koji_discord::ed25519_dalek::{Signer, SigningKey};
 use serde_json::{Value, json};
@@ -92,6 +92,26 @@ async fn edit_original(
     axum::Json(json!({"id": "m1"}))
 }
 
+async fn follow_up(
+    State(f): State<Arc<Fake>>,
+    Path((app, token)): Path<(String, String)>,
+    h: HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::Json<Value> {
+    let ct = h
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    f.calls.lock().unwrap().push((
+        "POST".into(),
+        format!("/webhooks/{app}/{token}"),
+        ct,
+        json!(String::from_utf8_lossy(&body)),
+    ));
+    axum::Json(json!({"id": "m2"}))
+}
+
 async fn commands(
     State(f): State<Arc<Fake>>,
     Path(app): Path<String>,
@@ -119,6 +139,7 @@ async fn fake_discord() -> (String, Arc<Fake>) {
             patch(edit_original),
         )
         .route("/api/v10/applications/{app}/commands", put(commands))
+        .route("/api/v10/webhooks/{app}/{token}", post(follow_up))
         .with_state(fake.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/api/v10", listener.local_addr().unwrap());
@@ -576,6 +597,57 @@ async fn the_owner_of_an_unbound_guild_is_admin_of_its_new_tenant(db: &TestDb) {
     s.stop().await;
 }
 
+async fn a_long_csv_is_cut_in_the_embed_and_follows_as_a_file(db: &TestDb) {
+    let s = Discord::start(db).await;
+    for i in 0..40 {
+        s.core
+            .handle(common::console(
+                &format!("person{i:02}@example.com"),
+                "hello",
+            ))
+            .await
+            .unwrap();
+    }
+    let (_, v) = s
+        .send(&slash(
+            "ix-csv",
+            Some(GUILD),
+            ADMIN,
+            "users",
+            json!([{"name": "format", "type": 3, "value": "csv"}]),
+        ))
+        .await;
+    assert_eq!(v["type"], 4);
+    assert_embed_limits(&v["data"]);
+    let e = &v["data"]["embeds"][0];
+    assert!(
+        e["description"].as_str().unwrap().starts_with("```csv\n"),
+        "{v}"
+    );
+    let mut posts = Vec::new();
+    for _ in 0..100 {
+        posts = s.fake.calls("POST");
+        if !posts.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(posts.len(), 1, "the whole file follows");
+    assert_eq!(posts[0].1, format!("/webhooks/{APP_ID}/tok-ix-csv"));
+    assert!(posts[0].2.starts_with("multipart/form-data; boundary="));
+    let body = posts[0].3.as_str().unwrap();
+    assert!(body.contains("name=\"payload_json\""), "{body}");
+    assert!(body.contains("\"flags\":64"), "{body}");
+    assert!(body.contains("filename=\"koji-users.csv\""), "{body}");
+    for i in 0..40 {
+        assert!(
+            body.contains(&format!("person{i:02}@example.com")),
+            "row {i}"
+        );
+    }
+    s.stop().await;
+}
+
 /// `koji discord register` against the fake: the built binary, configured by file and env.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn register_sends_the_command_definition() {
@@ -677,4 +749,5 @@ on_both_backends!(
     a_button_press_becomes_the_next_message,
     a_slow_answer_is_deferred_and_the_original_edited,
     the_owner_of_an_unbound_guild_is_admin_of_its_new_tenant,
+    a_long_csv_is_cut_in_the_embed_and_follows_as_a_file,
 );

@@ -105,6 +105,48 @@ impl Api {
         .map(|_| ())
     }
 
+    /// `POST /webhooks/{application_id}/{token}`: a follow-up message carrying a file
+    /// (multipart: `payload_json` and `files[0]`).
+    pub async fn follow_up_file(
+        &self,
+        application_id: &str,
+        token: &str,
+        file: &crate::render::File,
+        ephemeral: bool,
+    ) -> Result<(), ApiError> {
+        let mut payload = serde_json::json!({
+            "content": "",
+            "attachments": [{"id": 0, "filename": file.filename}],
+            "allowed_mentions": {"parse": []},
+        });
+        if ephemeral {
+            payload["flags"] = serde_json::json!(crate::render::EPHEMERAL);
+        }
+        let boundary = format!("koji-{:016x}", rand_u64());
+        let name = file.filename.replace(['"', '\r', '\n'], "_");
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"payload_json\"\r\nContent-Type: application/json\r\n\r\n{payload}\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"files[0]\"; filename=\"{name}\"\r\nContent-Type: {}\r\n\r\n",
+                file.media_type
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(file.content.as_bytes());
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        self.send(
+            self.http
+                .post(format!("{}/webhooks/{application_id}/{token}", self.base))
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(body),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// `PUT /applications/{id}/commands`: replaces the global commands with `commands`.
     pub async fn register(
         &self,
@@ -123,4 +165,17 @@ impl Api {
         )
         .await
     }
+}
+
+/// A boundary that does not occur in the file by chance (time-seeded; not a secret).
+fn rand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
 }

@@ -285,43 +285,83 @@ async fn on_interaction(s: &AppState, v: &Value, kind: u64) -> Response {
     let mut task = tokio::spawn(async move { port.handle(msg).await });
     // Slash commands answer privately; a button's answer is private when the core says so.
     let command = kind == APPLICATION_COMMAND;
-    let answer =
-        move |r: Result<Result<Outcome, ConversationError>, tokio::task::JoinError>| match r {
+    // The message, and the files that follow it (documents too long to show whole).
+    let answer = move |r: Result<Result<Outcome, ConversationError>, tokio::task::JoinError>| {
+        let only = |text: &str| {
+            (
+                render::message(&[Reply::text(text)], true),
+                Vec::new(),
+                true,
+            )
+        };
+        match r {
             Ok(Ok(Outcome::Replies(replies))) => {
                 let ephemeral = command || replies.iter().any(|r| r.private);
-                render::message(&replies, ephemeral)
+                let files = render::files(&replies);
+                (render::message(&replies, ephemeral), files, ephemeral)
             }
-            Ok(Ok(Outcome::Duplicate)) => {
-                render::message(&[Reply::text("Already answered.")], true)
-            }
+            Ok(Ok(Outcome::Duplicate)) => only("Already answered."),
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "discord interaction not handled");
-                render::message(&[Reply::text(apology(&e))], true)
+                only(apology(&e))
             }
             Err(e) => {
                 tracing::error!(error = %e, "discord interaction task failed");
-                render::message(&[Reply::text("Sorry, something went wrong.")], true)
+                only("Sorry, something went wrong.")
             }
-        };
+        }
+    };
+    let app = s.settings.application_id.clone();
     let deadline = s.settings.defer_after;
     if !deadline.is_zero()
         && let Ok(r) = tokio::time::timeout(deadline, &mut task).await
     {
-        return respond(4, answer(r));
+        let (data, files, ephemeral) = answer(r);
+        if !files.is_empty() {
+            let api = s.api.clone();
+            tokio::spawn(async move {
+                // After the answer: a follow-up cannot come before the first response.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                send_files(&api, app, &token, &files, ephemeral).await;
+            });
+        }
+        return respond(4, data);
     }
     // Discord gives up after 3 s: defer now, edit the original response when ready.
-    let Some(app) = s.settings.application_id.clone() else {
+    let Some(app) = app else {
         tracing::error!("discord.application_id is not set: a deferred answer cannot be delivered");
-        return respond(4, answer(task.await));
+        return respond(4, answer(task.await).0);
     };
     let api = s.api.clone();
     tokio::spawn(async move {
-        let data = answer(task.await);
+        let (data, files, ephemeral) = answer(task.await);
         if let Err(e) = api.edit_original(&app, &token, &data).await {
             tracing::error!(error = %e, "discord deferred answer not delivered");
         }
+        send_files(&api, Some(app), &token, &files, ephemeral).await;
     });
     // Deferred ("Koji is thinking…"), privately: whether a button's answer is private is
     // not known yet, so it is taken to be.
     respond(5, json!({"flags": render::EPHEMERAL}))
+}
+
+/// Sends each file as a follow-up message of the interaction.
+async fn send_files(
+    api: &Api,
+    app: Option<String>,
+    token: &str,
+    files: &[render::File],
+    ephemeral: bool,
+) {
+    let Some(app) = app else {
+        if !files.is_empty() {
+            tracing::warn!("discord.application_id is not set: files are not sent");
+        }
+        return;
+    };
+    for f in files {
+        if let Err(e) = api.follow_up_file(&app, token, f, ephemeral).await {
+            tracing::error!(error = %e, "discord file not delivered");
+        }
+    }
 }

@@ -166,6 +166,37 @@ pub fn document_embed(filename: &str, content: &str, budget: usize) -> Value {
     e
 }
 
+/// A document longer than this is also sent whole, as a file in a follow-up message.
+pub const MAX_INLINE_DOCUMENT: usize = 3000;
+
+/// A file to send after the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub filename: String,
+    pub media_type: String,
+    pub content: String,
+}
+
+/// The documents too long to show whole in an embed: they follow as files.
+pub fn files(replies: &[Reply]) -> Vec<File> {
+    replies
+        .iter()
+        .flat_map(|r| &r.attachments)
+        .filter_map(|a| match a {
+            Attachment::Document {
+                filename,
+                media_type,
+                content,
+            } if len(content) > MAX_INLINE_DOCUMENT => Some(File {
+                filename: filename.clone(),
+                media_type: media_type.clone(),
+                content: content.clone(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Characters Discord counts towards the 6000 of a message's embeds.
 pub fn embed_chars(e: &Value) -> usize {
     let s = |v: &Value| v.as_str().map(len).unwrap_or(0);
