@@ -232,10 +232,28 @@ pub struct TeamsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DiscordConfig {
+    /// A snowflake: `KOJI_DISCORD__APPLICATION_ID=1234…` arrives as a number, also taken.
+    #[serde(default, deserialize_with = "string_or_number")]
     pub application_id: Option<String>,
     pub public_key: Option<String>,
     pub bot_token: Option<Secret>,
     pub api_url: Option<String>,
+    /// Milliseconds to wait for an answer before deferring it (type 5) and editing the
+    /// response later; default 2500 (Discord allows 3 s). 0 defers every command.
+    pub defer_after_ms: Option<u64>,
+}
+
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        S(String),
+        N(u64),
+    }
+    Ok(Option::<Id>::deserialize(d)?.map(|v| match v {
+        Id::S(s) => s,
+        Id::N(n) => n.to_string(),
+    }))
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -396,6 +414,18 @@ impl Config {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(err("server.max_body_bytes", "must be at least 1024"));
+        }
+        if let Some(key) = self
+            .discord
+            .as_ref()
+            .and_then(|d| d.public_key.as_deref())
+            .filter(|k| !k.trim().is_empty())
+            && let Err(e) = koji_discord::signing::Verifier::new(key)
+        {
+            return Err(err(
+                "discord.public_key",
+                e.to_string().replace("discord.public_key ", ""),
+            ));
         }
         let url = &self.database.url;
         if !(url.starts_with("sqlite:")

@@ -325,6 +325,10 @@ impl Core {
         for t in core.installed_tenants().await? {
             core.add_tenant(&t);
         }
+        // …and those created for Discord guilds.
+        for t in core.discord_tenants().await? {
+            core.add_tenant(&t);
+        }
         Ok((Arc::new(core), task))
     }
 

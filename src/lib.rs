@@ -12,6 +12,7 @@ pub mod config;
 pub mod console;
 pub mod conversation;
 pub mod directory;
+pub mod discord;
 pub mod domain;
 pub mod email;
 pub mod helpdesk;

@@ -78,6 +78,11 @@ enum Cmd {
         #[command(subcommand)]
         action: SlackCmd,
     },
+    /// Discord application setup.
+    Discord {
+        #[command(subcommand)]
+        action: DiscordCmd,
+    },
     /// Measure throughput and report latency (for developers).
     #[command(hide = true)]
     Bench(koji::bench::BenchArgs),
@@ -100,6 +105,13 @@ enum SlackCmd {
     /// Print a Slack app manifest (JSON) with Koji's scopes, events, /koji and URLs
     /// (from server.public_url): paste it at "Create an app → From a manifest".
     Manifest,
+}
+
+#[derive(Subcommand)]
+enum DiscordCmd {
+    /// Register the /koji application command (one subcommand per command word) with
+    /// Discord: PUT {api_url}/applications/{application_id}/commands with the bot token.
+    Register,
 }
 
 #[derive(Args)]
@@ -187,6 +199,9 @@ async fn run(cli: Cli, config: Config) -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Cmd::Discord {
+            action: DiscordCmd::Register,
+        } => discord_register(&config).await,
         Cmd::Migrate => match koji::app::open_store(&config, Arc::new(SystemClock)).await {
             Ok(store) => {
                 store.close().await;
@@ -241,6 +256,49 @@ async fn run(cli: Cli, config: Config) -> ExitCode {
         Cmd::Kb {
             action: KbCmd::Reload,
         } => kb_reload(config).await,
+    }
+}
+
+async fn discord_register(config: &Config) -> ExitCode {
+    let discord = config.discord.as_ref();
+    let Some(app) = discord
+        .and_then(|d| d.application_id.as_deref())
+        .filter(|a| !a.trim().is_empty())
+    else {
+        eprintln!(
+            "koji: discord.application_id is not set (the [discord] section of the configuration, or KOJI_DISCORD__APPLICATION_ID)"
+        );
+        return ExitCode::from(2);
+    };
+    let Some(token) = discord
+        .and_then(|d| d.bot_token.as_ref())
+        .map(|t| t.0.as_str())
+        .filter(|t| !t.trim().is_empty())
+    else {
+        eprintln!(
+            "koji: discord.bot_token is not set (the [discord] section of the configuration, or KOJI_DISCORD__BOT_TOKEN)"
+        );
+        return ExitCode::from(2);
+    };
+    let api = koji_discord::api::Api::new(discord.and_then(|d| d.api_url.as_deref()));
+    let definition = koji_discord::command::definition();
+    match api.register(token, app, &definition).await {
+        Ok(_) => {
+            let subs: Vec<&str> = definition[0]["options"]
+                .as_array()
+                .map(|o| o.iter().filter_map(|s| s["name"].as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "registered /koji for Discord application {app} ({} subcommands: {})",
+                subs.len(),
+                subs.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("koji: Discord did not register /koji: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -43,6 +43,10 @@ pub fn router(core: Arc<Core>) -> Router {
         },
         None => router,
     };
+    let router = match discord_settings(&core) {
+        Some(settings) => router.merge(koji_discord::router(core.clone(), settings)),
+        None => router,
+    };
     router
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(limit))
@@ -119,6 +123,31 @@ fn teams_settings(core: &Arc<Core>) -> Option<koji_teams::TeamsSettings> {
             .clone()
             .unwrap_or_else(|| koji_teams::connector::DEFAULT_TOKEN_URL.to_string()),
         max_body_bytes: core.config.server.max_body_bytes,
+    })
+}
+
+/// The Discord channel's settings, when `[discord]` has a public key (else Discord is off).
+fn discord_settings(core: &Arc<Core>) -> Option<koji_discord::DiscordSettings> {
+    let discord = core.config.discord.as_ref()?;
+    let key = discord
+        .public_key
+        .as_deref()
+        .filter(|k| !k.trim().is_empty())?;
+    // Checked when the configuration was loaded.
+    let verifier = koji_discord::signing::Verifier::new(key).ok()?;
+    let clock = core.store.clock();
+    Some(koji_discord::DiscordSettings {
+        verifier,
+        application_id: discord.application_id.clone().filter(|a| !a.is_empty()),
+        bot_token: discord
+            .bot_token
+            .as_ref()
+            .map(|t| t.0.clone())
+            .filter(|t| !t.is_empty()),
+        api_url: discord.api_url.clone(),
+        max_body_bytes: core.config.server.max_body_bytes,
+        now: Arc::new(move || clock.now_micros().div_euclid(1_000_000)),
+        defer_after: std::time::Duration::from_millis(discord.defer_after_ms.unwrap_or(2500)),
     })
 }
 

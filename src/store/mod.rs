@@ -10,6 +10,7 @@
 
 pub mod batch;
 pub mod codes;
+pub mod discord;
 pub mod helpdesk;
 pub mod installs;
 pub mod people;
