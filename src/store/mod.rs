@@ -1025,3 +1025,97 @@ impl Store {
         })
     }
 }
+
+/// Everything `Core::speaking` needs about a known channel identity, read in one statement
+/// without taking the write lock: who it is linked to, its newest open session, what its
+/// conversation waits for, its roles, and whether a takeover or relayed messages concern it.
+#[derive(Debug, Clone)]
+pub struct SpeakerSnapshot {
+    pub identity_id: i64,
+    pub auth_method: AuthMethod,
+    pub person: Option<PersonRef>,
+    pub email_verified: bool,
+    /// (session id, person id, auth method, last interaction) of the newest open session.
+    pub session: Option<(i64, Option<i64>, String, i64)>,
+    pub state: Option<String>,
+    pub roles: Vec<String>,
+    pub in_takeover: bool,
+    pub relay_pending: bool,
+}
+
+static SPEAKER_SNAPSHOT: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(
+        "select i.id, i.auth_method, p.id, p.name, p.email, p.kind, p.email_verified,
+                s.id, s.person_id, s.auth_method, s.last_interaction_at,
+                (select cs.state from conversation_state cs where cs.identity_id = i.id),
+                (select {group_concat}(r.role, ',') from person_roles r where r.person_id = i.person_id),
+                (select count(*) from handoffs h where h.closed_at is null
+                   and ((h.identity_id = i.id and h.operator_identity_id is not null) or h.operator_identity_id = i.id)),
+                (select count(*) from relay_outbox o where o.identity_id = i.id and o.delivered_at is null)
+         from identities i
+         left join people p on p.id = i.person_id
+         left join sessions s on s.id = (select max(s2.id) from sessions s2
+                                         where s2.identity_id = i.id and s2.ended_at is null)
+         where i.tenant_id = $1 and i.channel = $2 and i.external_id = $3",
+    )
+});
+
+impl Store {
+    /// The identity's current standing, read-only; `None` for an identity never seen.
+    pub async fn speaker_snapshot(
+        &self,
+        tenant_id: &str,
+        channel: Channel,
+        external_id: &str,
+    ) -> Result<Option<SpeakerSnapshot>> {
+        with_pool!(&self.pool, p, d => {
+            let Some(r) = sqlx::query(SPEAKER_SNAPSHOT.get(d))
+                .bind(tenant_id)
+                .bind(channel.as_str())
+                .bind(external_id)
+                .fetch_optional(p)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let method: String = r.try_get(1)?;
+            let person_id: Option<i64> = r.try_get(2)?;
+            let person = match person_id {
+                Some(id) => {
+                    let kind: String = r.try_get(5)?;
+                    Some(PersonRef {
+                        id,
+                        name: r.try_get(3)?,
+                        email: r.try_get(4)?,
+                        kind: PersonKind::parse(&kind).unwrap_or(PersonKind::Customer),
+                    })
+                }
+                None => None,
+            };
+            let verified: Option<i64> = r.try_get(6)?;
+            let session_id: Option<i64> = r.try_get(7)?;
+            let session = match session_id {
+                Some(id) => Some((id, r.try_get(8)?, r.try_get(9)?, r.try_get(10)?)),
+                None => None,
+            };
+            let roles: Option<String> = r.try_get(12)?;
+            let mut roles: Vec<String> = roles
+                .map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
+                .unwrap_or_default();
+            roles.sort();
+            let takeovers: i64 = r.try_get(13)?;
+            let pending: i64 = r.try_get(14)?;
+            Ok(Some(SpeakerSnapshot {
+                identity_id: r.try_get(0)?,
+                auth_method: AuthMethod::parse(&method).unwrap_or(AuthMethod::Anonymous),
+                person,
+                email_verified: verified.unwrap_or(0) != 0,
+                session,
+                state: r.try_get(11)?,
+                roles,
+                in_takeover: takeovers > 0,
+                relay_pending: pending > 0,
+            }))
+        })
+    }
+}
