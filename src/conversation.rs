@@ -610,7 +610,9 @@ impl Core {
                 (Some(seed), Some(p)) => {
                     snap.auth_method == method
                         && match &seed.email {
-                            Some(e) => p.email.as_deref() == Some(e.as_str()) && snap.email_verified,
+                            Some(e) => {
+                                p.email.as_deref() == Some(e.as_str()) && snap.email_verified
+                            }
                             None => true,
                         }
                 }

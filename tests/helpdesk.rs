@@ -51,10 +51,7 @@ async fn articles_are_found_by_words_from_their_body_best_first(db: &TestDb) {
         ("notes.txt", "# Not an article\n\nprinter toner"),
     ]);
     let k = Running::start_with(db, &kb_config(&dir)).await;
-    let hd = LocalHelpDesk {
-        store: k.core.store.clone(),
-        public_url: "http://kb.test".into(),
-    };
+    let hd = LocalHelpDesk::new(k.core.store.clone(), "http://kb.test".into());
     assert_eq!(k.core.store.kb_count().await.unwrap(), 3, "only .md files");
 
     // A word that appears only in a body.

@@ -6,9 +6,68 @@ use crate::store::helpdesk::{KbHit, StoredRequest};
 use crate::store::{Store, StoreError};
 
 pub struct LocalHelpDesk {
-    pub store: Store,
+    store: Store,
     /// `server.public_url`, for article links (`{public_url}/kb/{slug}`).
-    pub public_url: String,
+    public_url: String,
+    vocabulary: tokio::sync::Mutex<Vocabulary>,
+}
+
+/// Every word start (2 to 5 characters) in the knowledge base, so a question none of whose
+/// words can match is answered without asking the database. Checked against the database's
+/// article count and last change every few seconds (another replica may have reloaded).
+#[derive(Default)]
+struct Vocabulary {
+    version: Option<(i64, i64)>,
+    checked: Option<std::time::Instant>,
+    generation: u64,
+    starts: std::sync::Arc<std::collections::HashSet<String>>,
+}
+
+const VOCABULARY_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The word starts (2 to 5 characters) of a text, lowercase.
+fn word_starts(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .map(|w| w.replace('\'', "").to_lowercase())
+        .flat_map(|w| {
+            let chars: Vec<char> = w.chars().take(5).collect();
+            (2..=chars.len())
+                .map(|n| chars[..n].iter().collect::<String>())
+                .collect::<Vec<_>>()
+        })
+}
+
+impl LocalHelpDesk {
+    pub fn new(store: Store, public_url: String) -> LocalHelpDesk {
+        LocalHelpDesk {
+            store,
+            public_url,
+            vocabulary: tokio::sync::Mutex::new(Vocabulary::default()),
+        }
+    }
+
+    async fn vocabulary(
+        &self,
+    ) -> Result<std::sync::Arc<std::collections::HashSet<String>>, StoreError> {
+        let mut v = self.vocabulary.lock().await;
+        let generation = self.store.kb_generation();
+        let reloaded_here = v.generation != generation;
+        if reloaded_here || v.checked.is_none_or(|t| t.elapsed() > VOCABULARY_CHECK) {
+            v.generation = generation;
+            let version = self.store.kb_version().await?;
+            if reloaded_here || v.version != Some(version) {
+                let mut starts = std::collections::HashSet::new();
+                for (title, body) in self.store.kb_texts().await? {
+                    starts.extend(word_starts(&title));
+                    starts.extend(word_starts(&body));
+                }
+                v.starts = std::sync::Arc::new(starts);
+                v.version = Some(version);
+            }
+            v.checked = Some(std::time::Instant::now());
+        }
+        Ok(v.starts.clone())
+    }
 }
 
 /// Words that say nothing about what someone needs.
@@ -47,10 +106,12 @@ fn root(term: &str) -> String {
     term.chars().take(5).collect()
 }
 
-/// How many of `terms` the article mentions.
+/// How many of `terms` the article mentions (a word of it starts like the term).
 fn coverage(terms: &[String], hit: &KbHit) -> usize {
-    let text = format!("{} {}", hit.title, hit.body).to_lowercase();
-    terms.iter().filter(|t| text.contains(&root(t))).count()
+    let starts: std::collections::HashSet<String> = word_starts(&hit.title)
+        .chain(word_starts(&hit.body))
+        .collect();
+    terms.iter().filter(|t| starts.contains(&root(t))).count()
 }
 
 /// Markdown to plain text, good enough for an excerpt: no emphasis, code marks, headings or
@@ -136,6 +197,11 @@ impl HelpDesk for LocalHelpDesk {
         if terms.is_empty() {
             return Ok(Vec::new());
         }
+        // No article has a word starting like any of the question's: nothing can cover it.
+        let vocabulary = self.vocabulary().await.map_err(unavailable)?;
+        if !terms.iter().any(|t| vocabulary.contains(&root(t))) {
+            return Ok(Vec::new());
+        }
         let hits = self
             .store
             .search_kb(&terms, limit.max(1) * 3)
@@ -205,6 +271,24 @@ mod tests {
         for (q, want) in cases {
             assert_eq!(search_terms(q), *want, "{q}");
         }
+    }
+
+    #[test]
+    fn a_term_covers_an_article_only_from_the_start_of_a_word() {
+        let hit = KbHit {
+            slug: "x".into(),
+            title: "Request new hardware".into(),
+            body: "Passwords expire yearly.".into(),
+            score: 1.0,
+        };
+        let cov = |q: &str| coverage(&search_terms(q), &hit);
+        assert_eq!(
+            cov("question"),
+            0,
+            "`quest` is inside `request`, not its start"
+        );
+        assert_eq!(cov("my password"), 1);
+        assert_eq!(cov("requests for hardware"), 2);
     }
 
     #[test]

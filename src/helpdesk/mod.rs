@@ -127,8 +127,8 @@ pub async fn start(
         // The articles already in the database keep answering.
         Err(e) => tracing::error!(error = %e, "knowledge base not loaded"),
     }
-    Ok(std::sync::Arc::new(local::LocalHelpDesk {
-        store: store.clone(),
-        public_url: config.server.public_url.clone(),
-    }))
+    Ok(std::sync::Arc::new(local::LocalHelpDesk::new(
+        store.clone(),
+        config.server.public_url.clone(),
+    )))
 }

@@ -124,6 +124,7 @@ impl Store {
             }
             tx.commit().await?;
             self.kb_cache.lock().expect("kb cache").clear();
+            self.kb_generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             Ok(out)
         })
     }
@@ -192,6 +193,28 @@ impl Store {
             }
         };
         Ok(rows)
+    }
+
+    /// How many knowledge-base loads this process has made (its caches start over after one).
+    pub fn kb_generation(&self) -> u64 {
+        self.kb_generation
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// What identifies the stored knowledge base's content: (articles, last change).
+    pub async fn kb_version(&self) -> Result<(i64, i64)> {
+        with_pool!(self.pool(), p, d => {
+            Ok(sqlx::query_as("select count(*), coalesce(max(updated_at), 0) from kb_articles")
+                .fetch_one(p)
+                .await?)
+        })
+    }
+
+    /// Every article's (title, body).
+    pub async fn kb_texts(&self) -> Result<Vec<(String, String)>> {
+        with_pool!(self.pool(), p, d => {
+            Ok(sqlx::query_as("select title, body from kb_articles").fetch_all(p).await?)
+        })
     }
 
     /// One article by slug: (title, body).

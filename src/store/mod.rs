@@ -323,6 +323,8 @@ pub struct Store {
     window_threshold: Arc<std::sync::atomic::AtomicUsize>,
     /// Recent knowledge-base searches (`helpdesk.rs`), kept as briefly as the speaker cache.
     kb_cache: Arc<std::sync::Mutex<helpdesk::KbCache>>,
+    /// Bumped by every knowledge-base load in this process.
+    kb_generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -392,6 +394,7 @@ impl Store {
             clock,
             window_threshold: Arc::new(std::sync::atomic::AtomicUsize::new(2000)),
             kb_cache: Arc::default(),
+            kb_generation: Arc::default(),
         })
     }
 
