@@ -1444,7 +1444,30 @@ impl Core {
             Ok(cmd) => self.run_command(tenant, &actor, msg.channel, cmd).await,
             Err(e) => CommandOutput::Usage(e.to_string()),
         };
-        render_output(out, word)
+        let (mut reply, actions) = render_output(out, word);
+        // A summary that leaves rows out offers them all, as a file.
+        let more = reply
+            .attachments
+            .iter()
+            .any(|a| matches!(a, Attachment::Table(t) if t.more > 0));
+        if more {
+            let mut rest: Vec<&str> = Vec::new();
+            let mut it = words.split_whitespace();
+            while let Some(w) = it.next() {
+                if w == "--format" {
+                    it.next();
+                } else if !w.starts_with("--format=") {
+                    rest.push(w);
+                }
+            }
+            reply.attachments.push(Attachment::Buttons {
+                buttons: vec![koji_channel::Button {
+                    label: "Show all rows (CSV)".into(),
+                    value: format!("/koji {} --format csv", rest.join(" ")),
+                }],
+            });
+        }
+        (reply, actions)
     }
 
     /// `/koji forget WHO` in chat: the same checks as the erasure, then a confirmation.

@@ -528,7 +528,47 @@ async fn a_platform_message_not_recorded_in_an_outage_is_answered_when_retried(d
     again.stop().await;
 }
 
+async fn a_long_report_in_chat_offers_every_row_as_a_file(db: &TestDb) {
+    let k = Running::start(db).await;
+    for i in 0..14 {
+        k.say(&format!("p{i}@example.org"), "hello").await;
+    }
+    let replies = k.say("admin@acme.test", "/koji users --format text").await;
+    let value = replies[0]
+        .attachments
+        .iter()
+        .find_map(|a| match a {
+            Attachment::Buttons { buttons } => Some(buttons[0].value.clone()),
+            _ => None,
+        })
+        .expect("a button for the rows left out");
+    assert_eq!(value, "/koji users --format csv");
+    // Pressing it (the value comes back as a message) gives the whole report.
+    let replies = k.say("admin@acme.test", &value).await;
+    let csv = replies[0]
+        .attachments
+        .iter()
+        .find_map(|a| match a {
+            Attachment::Document { content, .. } => Some(content.clone()),
+            _ => None,
+        })
+        .expect("a csv document");
+    assert!(csv.lines().count() >= 15, "{csv}");
+    // A short report offers nothing more.
+    let replies = k
+        .say("admin@acme.test", "/koji sessions --channel portal")
+        .await;
+    assert!(
+        !replies[0]
+            .attachments
+            .iter()
+            .any(|a| matches!(a, Attachment::Buttons { .. }))
+    );
+    k.stop().await;
+}
+
 on_both_backends!(
+    a_long_report_in_chat_offers_every_row_as_a_file,
     a_platform_message_not_recorded_in_an_outage_is_answered_when_retried,
     every_exchange_is_recorded_and_shows_in_the_reports,
     people_who_only_made_small_talk_are_visitors,
