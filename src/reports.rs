@@ -6,6 +6,8 @@ use crate::commands::Format;
 use crate::domain::{PersonRef, rfc3339};
 use crate::store::reports::{ActivityRow, SessionRow, UserDetail};
 use koji_channel::Table;
+use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
 use serde_json::{Value, json};
 
 pub const DEFAULT_SINCE: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
@@ -32,6 +34,115 @@ fn person_json(p: &PersonRef) -> Value {
     json!({"id": p.id, "name": p.name, "email": p.email, "kind": p.kind})
 }
 
+/// The JSON of SPEC §5 of a report with rows, serialized straight from the report; `to_json`
+/// and `render` both go through it, so the two cannot differ.
+struct JsonView<'a>(&'a Report);
+
+impl Serialize for JsonView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        if let ReportBody::User(u) = &r.body {
+            return r.user_json(u).serialize(s);
+        }
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("report", r.name())?;
+        m.serialize_entry("tenant", &r.tenant)?;
+        m.serialize_entry("generated_at", &rfc3339(r.generated_at))?;
+        m.serialize_entry("since", &r.since.map(rfc3339))?;
+        m.serialize_entry("total", &r.total)?;
+        match &r.body {
+            ReportBody::Sessions(rows) => m.serialize_entry("rows", &SessionRows(rows))?,
+            ReportBody::Users(rows) => m.serialize_entry("rows", &UserRows(rows))?,
+            ReportBody::Visitors(rows) => m.serialize_entry("rows", &VisitorRows(rows))?,
+            ReportBody::User(_) => {}
+        }
+        m.end()
+    }
+}
+
+struct SessionRows<'a>(&'a [SessionRow]);
+struct UserRows<'a>(&'a [ActivityRow]);
+struct VisitorRows<'a>(&'a [ActivityRow]);
+
+#[derive(Serialize)]
+struct SessionJson<'a> {
+    person: Option<&'a PersonRef>,
+    session_id: i64,
+    channel: &'a str,
+    auth_method: &'a str,
+    login_id: &'a str,
+    ip: Option<&'a str>,
+    started_at: String,
+    last_interaction_at: String,
+}
+
+#[derive(Serialize)]
+struct UserJson<'a> {
+    person: &'a PersonRef,
+    messages: i64,
+    messages_in: i64,
+    messages_out: i64,
+    actions: i64,
+    sessions: i64,
+    channels: &'a [String],
+    first_seen: String,
+    last_seen: String,
+}
+
+#[derive(Serialize)]
+struct VisitorJson<'a> {
+    person: &'a PersonRef,
+    sessions: i64,
+    messages_in: i64,
+    channels: &'a [String],
+    first_seen: String,
+    last_seen: String,
+}
+
+impl Serialize for SessionRows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|r| SessionJson {
+            person: r.person.as_ref(),
+            session_id: r.session_id,
+            channel: &r.channel,
+            auth_method: &r.auth_method,
+            login_id: &r.login_id,
+            ip: r.ip.as_deref(),
+            started_at: rfc3339(r.started_at),
+            last_interaction_at: rfc3339(r.last_interaction_at),
+        }))
+    }
+}
+
+impl Serialize for UserRows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|r| UserJson {
+            person: &r.person,
+            messages: r.activity.messages(),
+            messages_in: r.activity.messages_in,
+            messages_out: r.activity.messages_out,
+            actions: r.activity.actions,
+            sessions: r.activity.sessions,
+            channels: &r.channels,
+            first_seen: rfc3339(r.first_seen),
+            last_seen: rfc3339(r.last_seen),
+        }))
+    }
+}
+
+impl Serialize for VisitorRows<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|r| VisitorJson {
+            person: &r.person,
+            sessions: r.activity.sessions,
+            messages_in: r.activity.messages_in,
+            channels: &r.channels,
+            first_seen: rfc3339(r.first_seen),
+            last_seen: rfc3339(r.last_seen),
+        }))
+    }
+}
+
 fn person_label(p: Option<&PersonRef>) -> String {
     match p {
         None => "(anonymous)".into(),
@@ -55,107 +166,63 @@ impl Report {
 
     pub fn render(&self, format: Format) -> String {
         match format {
-            Format::Json => serde_json::to_string_pretty(&self.to_json()).unwrap_or_default(),
+            // Rows are written straight from the report: no `Value` tree in between.
+            Format::Json => serde_json::to_string_pretty(&JsonView(self)).unwrap_or_default(),
             Format::Csv => self.to_csv(),
             Format::Text => self.to_text(None),
         }
     }
 
     pub fn to_json(&self) -> Value {
-        let mut v = json!({
+        match &self.body {
+            ReportBody::User(u) => self.user_json(u),
+            _ => serde_json::to_value(JsonView(self)).unwrap_or_default(),
+        }
+    }
+
+    /// The envelope of SPEC §5 (every report starts with it).
+    fn envelope(&self) -> Value {
+        json!({
             "report": self.name(),
             "tenant": self.tenant,
             "generated_at": rfc3339(self.generated_at),
             "since": self.since.map(rfc3339),
             "total": self.total,
-        });
+        })
+    }
+
+    fn user_json(&self, u: &UserDetail) -> Value {
+        let mut v = self.envelope();
         let obj = v.as_object_mut().expect("object");
-        match &self.body {
-            ReportBody::Sessions(rows) => {
-                let rows: Vec<Value> = rows
-                    .iter()
-                    .map(|s| {
-                        json!({
-                            "person": s.person.as_ref().map(person_json),
-                            "session_id": s.session_id,
-                            "channel": s.channel,
-                            "auth_method": s.auth_method,
-                            "login_id": s.login_id,
-                            "ip": s.ip,
-                            "started_at": rfc3339(s.started_at),
-                            "last_interaction_at": rfc3339(s.last_interaction_at),
-                        })
-                    })
-                    .collect();
-                obj.insert("rows".into(), Value::Array(rows));
-            }
-            ReportBody::Users(rows) => {
-                let rows: Vec<Value> = rows
-                    .iter()
-                    .map(|r| {
-                        json!({
-                            "person": person_json(&r.person),
-                            "messages": r.activity.messages(),
-                            "messages_in": r.activity.messages_in,
-                            "messages_out": r.activity.messages_out,
-                            "actions": r.activity.actions,
-                            "sessions": r.activity.sessions,
-                            "channels": r.channels,
-                            "first_seen": rfc3339(r.first_seen),
-                            "last_seen": rfc3339(r.last_seen),
-                        })
-                    })
-                    .collect();
-                obj.insert("rows".into(), Value::Array(rows));
-            }
-            ReportBody::Visitors(rows) => {
-                let rows: Vec<Value> = rows
-                    .iter()
-                    .map(|r| {
-                        json!({
-                            "person": person_json(&r.person),
-                            "sessions": r.activity.sessions,
-                            "messages_in": r.activity.messages_in,
-                            "channels": r.channels,
-                            "first_seen": rfc3339(r.first_seen),
-                            "last_seen": rfc3339(r.last_seen),
-                        })
-                    })
-                    .collect();
-                obj.insert("rows".into(), Value::Array(rows));
-            }
-            ReportBody::User(u) => {
-                let user = json!({
-                    "person": person_json(&u.person),
-                    "roles": u.roles,
-                    "created_at": rfc3339(u.created_at),
-                    "identities": u.identities.iter().map(|i| json!({
-                        "channel": i.channel,
-                        "external_id": i.external_id,
-                        "auth_method": i.auth_method,
-                        "authenticated_at": i.authenticated_at.map(rfc3339),
-                    })).collect::<Vec<_>>(),
-                    "account": u.account,
-                    "interests": u.interests,
-                    "history": u.history.iter().map(|h| json!({
-                        "at": rfc3339(h.at),
-                        "direction": h.direction,
-                        "channel": h.channel,
-                        "text": h.text,
-                        "intent": h.intent,
-                        "actions": h.actions,
-                    })).collect::<Vec<_>>(),
-                });
-                // The one object stands where `rows` would; its fields are also at the top
-                // level so `report.history` and `report.user.history` both read naturally.
-                if let Value::Object(fields) = &user {
-                    for (k, v) in fields {
-                        obj.insert(k.clone(), v.clone());
-                    }
-                }
-                obj.insert("user".into(), user);
+        let user = json!({
+            "person": person_json(&u.person),
+            "roles": u.roles,
+            "created_at": rfc3339(u.created_at),
+            "identities": u.identities.iter().map(|i| json!({
+                "channel": i.channel,
+                "external_id": i.external_id,
+                "auth_method": i.auth_method,
+                "authenticated_at": i.authenticated_at.map(rfc3339),
+            })).collect::<Vec<_>>(),
+            "account": u.account,
+            "interests": u.interests,
+            "history": u.history.iter().map(|h| json!({
+                "at": rfc3339(h.at),
+                "direction": h.direction,
+                "channel": h.channel,
+                "text": h.text,
+                "intent": h.intent,
+                "actions": h.actions,
+            })).collect::<Vec<_>>(),
+        });
+        // The one object stands where `rows` would; its fields are also at the top
+        // level so `report.history` and `report.user.history` both read naturally.
+        if let Value::Object(fields) = &user {
+            for (k, v) in fields {
+                obj.insert(k.clone(), v.clone());
             }
         }
+        obj.insert("user".into(), user);
         v
     }
 

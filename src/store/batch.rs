@@ -99,7 +99,7 @@ const DAYS_TAIL: &str = " on conflict (tenant_id, person_id, day, channel) do up
       actions = person_days.actions + excluded.actions,
       help_actions = person_days.help_actions + excluded.help_actions";
 
-const STATS_HEAD: &str = "insert into person_stats (tenant_id, person_id, channel, messages, messages_in, messages_out, specific_in, actions, help_actions, first_seen, last_seen) ";
+const STATS_HEAD: &str = "insert into person_stats (tenant_id, person_id, channel, messages, messages_in, messages_out, specific_in, actions, help_actions, first_seen, last_seen, last_helped_at) ";
 const STATS_TAIL: &str = " on conflict (tenant_id, person_id, channel) do update set
       messages = person_stats.messages + excluded.messages,
       messages_in = person_stats.messages_in + excluded.messages_in,
@@ -108,7 +108,9 @@ const STATS_TAIL: &str = " on conflict (tenant_id, person_id, channel) do update
       actions = person_stats.actions + excluded.actions,
       help_actions = person_stats.help_actions + excluded.help_actions,
       first_seen = case when excluded.first_seen < person_stats.first_seen then excluded.first_seen else person_stats.first_seen end,
-      last_seen = case when excluded.last_seen > person_stats.last_seen then excluded.last_seen else person_stats.last_seen end";
+      last_seen = case when excluded.last_seen > person_stats.last_seen then excluded.last_seen else person_stats.last_seen end,
+      last_helped_at = case when person_stats.last_helped_at is null or excluded.last_helped_at > person_stats.last_helped_at
+                            then coalesce(excluded.last_helped_at, person_stats.last_helped_at) else person_stats.last_helped_at end";
 
 const INTERESTS_HEAD: &str =
     "insert into interests (tenant_id, person_id, kind, value, count, last_at) ";
@@ -363,6 +365,8 @@ struct Counts {
     help_actions: i64,
     first: i64,
     last: i64,
+    /// The last inbound specific message or help action.
+    helped: Option<i64>,
 }
 
 impl Counts {
@@ -375,7 +379,11 @@ impl Counts {
             Direction::Out => self.messages_out += 1,
         }
         self.actions += row.actions.len() as i64;
-        self.help_actions += row.actions.iter().filter(|a| is_help_action(a)).count() as i64;
+        let help = row.actions.iter().filter(|a| is_help_action(a)).count() as i64;
+        self.help_actions += help;
+        if help > 0 || (row.direction == Direction::In && row.specific) {
+            self.helped = self.helped.max(Some(row.at));
+        }
         if self.first == 0 || row.at < self.first {
             self.first = row.at;
         }
@@ -523,7 +531,8 @@ async fn commit_batch(conn: &mut Conn, items: &[Item<'_>]) -> Result<Vec<WriteOu
                     .push_bind(c.actions)
                     .push_bind(c.help_actions)
                     .push_bind(c.first)
-                    .push_bind(c.last);
+                    .push_bind(c.last)
+                    .push_bind(c.helped);
             });
             let interests: Vec<_> = interests.into_iter().collect();
             insert_values!(tx, INTERESTS_HEAD, INTERESTS_TAIL, &interests, |b, row| {

@@ -142,6 +142,60 @@ static EDGE_SESSIONS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
     )
 });
 
+/// Visitors of a period (`$3`): seen since, never helped since; each with their person.
+const VISITORS_FROM: &str = "from person_stats s join people p on p.id = s.person_id
+     where s.tenant_id = $1 and s.channel = $2 and s.last_seen >= $3
+       and (s.last_helped_at is null or s.last_helped_at < $3)";
+const VISITOR_COLUMNS: &str =
+    "s.person_id, s.messages_in, s.sessions, s.first_seen, s.last_seen, p.name, p.email, p.kind";
+/// The same test on every channel's row. Someone who got no help at all in the period got
+/// none in any channel, so these rows hold every channel a visitor (all channels) used in
+/// it: one read of the `person_stats_seen` ranges instead of a lookup per visitor.
+static VISITOR_CHANNELS: LazyLock<String> = LazyLock::new(|| {
+    let channels: Vec<String> = crate::domain::Channel::ALL
+        .iter()
+        .map(|c| format!("'{}'", c.as_str()))
+        .collect();
+    format!(
+        "select person_id, channel from person_stats
+         where tenant_id = $1 and channel in ({}) and last_seen >= $2
+           and (last_helped_at is null or last_helped_at < $2)",
+        channels.join(", ")
+    )
+});
+/// The channels each of some people used since `$3`.
+static CHANNELS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(
+        "select {agg} c.person_id, c.channel {/agg} from person_stats c
+         where c.tenant_id = $2 and c.person_id in (select cast(value ->> 0 as bigint) from {rows})
+           and (c.channel || '') <> '*' and +c.last_seen >= $3",
+    )
+});
+
+fn person_with_channels(
+    id: PersonId,
+    name: Option<String>,
+    email: Option<String>,
+    kind: &str,
+    channels: Option<String>,
+) -> (PersonRef, Vec<String>) {
+    let mut channels: Vec<String> = channels
+        .map(|c| c.split(',').map(str::to_string).collect())
+        .unwrap_or_default();
+    channels.sort();
+    let kind =
+        crate::domain::PersonKind::parse(kind).unwrap_or(crate::domain::PersonKind::Customer);
+    (
+        PersonRef {
+            id,
+            name,
+            email,
+            kind,
+        },
+        channels,
+    )
+}
+
 fn ids_json(ids: &[PersonId]) -> String {
     let wrapped: Vec<[i64; 1]> = ids.iter().map(|i| [*i]).collect();
     serde_json::to_string(&wrapped).unwrap_or_else(|_| "[]".into())
@@ -280,7 +334,11 @@ impl Store {
         Ok((total as u64, rows))
     }
 
-    /// People seen since `since` who asked nothing specific and got no help in the period.
+    /// People seen since `since` who asked nothing specific and got no help in the period:
+    /// seen since then, and last helped (`last_helped_at`) never or before it, read from the
+    /// `person_stats_seen` index with each visitor's person. Period figures are looked up
+    /// only for visitors first seen before the period. SQLite answers in one JSON document
+    /// (one value across the driver); PostgreSQL's rows decode faster than it builds JSON.
     pub async fn visitors_report(
         &self,
         tenant_id: &str,
@@ -288,41 +346,135 @@ impl Store {
         channel: Option<&str>,
     ) -> Result<Vec<ActivityRow>> {
         let channel = channel.unwrap_or("*");
-        // Never helped at all: visitors whatever the period.
-        let never = self
-            .stats_where(
-                tenant_id,
-                channel,
-                since,
-                "and specific_in = 0 and help_actions = 0",
-                None,
-                0,
-            )
-            .await?;
-        // Helped at some time, but perhaps only before the period.
-        let before = self
-            .stats_where(
-                tenant_id,
-                channel,
-                since,
-                "and first_seen < $3 and (specific_in > 0 or help_actions > 0)",
-                None,
-                0,
-            )
-            .await?;
-        let mut rows = self.in_period(tenant_id, channel, since, never).await?;
-        rows.extend(
-            self.in_period(tenant_id, channel, since, before)
-                .await?
-                .into_iter()
-                .filter(|s| s.activity.specific_in == 0 && s.activity.help_actions == 0),
+        type Found = (
+            i64,
+            i64,
+            i64,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+            String,
         );
+        static SQL: LazyLock<String> =
+            LazyLock::new(|| format!("select {VISITOR_COLUMNS} {VISITORS_FROM}"));
+        static SQLITE_SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "select {} {VISITOR_COLUMNS} {} {VISITORS_FROM}",
+                super::SQLITE.agg_open,
+                super::SQLITE.agg_close
+            )
+        });
+        let decode = |e: serde_json::Error| super::StoreError::Database(e.to_string());
+        let all_channels = channel == "*";
+        let (found, used): (Vec<Found>, Option<Vec<(i64, String)>>) = match self.pool() {
+            super::Pool::Sqlite(p) => {
+                let json: String = sqlx::query_scalar(sqlx::AssertSqlSafe(SQLITE_SQL.as_str()))
+                    .bind(tenant_id)
+                    .bind(channel)
+                    .bind(since)
+                    .fetch_one(p)
+                    .await?;
+                let used = if all_channels {
+                    let sql = format!(
+                        "select {} person_id, channel {} from ({}) v",
+                        super::SQLITE.agg_open,
+                        super::SQLITE.agg_close,
+                        VISITOR_CHANNELS.as_str()
+                    );
+                    let json: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                        .bind(tenant_id)
+                        .bind(since)
+                        .fetch_one(p)
+                        .await?;
+                    Some(serde_json::from_str(&json).map_err(decode)?)
+                } else {
+                    None
+                };
+                (serde_json::from_str(&json).map_err(decode)?, used)
+            }
+            super::Pool::Postgres(p) => {
+                let found = sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
+                    .bind(tenant_id)
+                    .bind(channel)
+                    .bind(since)
+                    .fetch_all(p)
+                    .await?;
+                let used = if all_channels {
+                    Some(
+                        sqlx::query_as(sqlx::AssertSqlSafe(VISITOR_CHANNELS.as_str()))
+                            .bind(tenant_id)
+                            .bind(since)
+                            .fetch_all(p)
+                            .await?,
+                    )
+                } else {
+                    None
+                };
+                (found, used)
+            }
+        };
+        let mut stats = Vec::with_capacity(found.len());
+        let mut people: HashMap<PersonId, (PersonRef, Vec<String>)> =
+            HashMap::with_capacity(found.len());
+        for (id, messages_in, sessions, first_seen, last_seen, name, email, kind) in found {
+            stats.push(StatRow {
+                person_id: id,
+                activity: Activity {
+                    messages_in,
+                    sessions,
+                    ..Activity::default()
+                },
+                first_seen,
+                last_seen,
+            });
+            people.insert(id, person_with_channels(id, name, email, &kind, None));
+        }
+        let used = match used {
+            Some(used) => used,
+            None => {
+                let mut used = Vec::new();
+                for chunk in stats.chunks(20_000) {
+                    let ids: Vec<PersonId> = chunk.iter().map(|s| s.person_id).collect();
+                    let ids = ids_json(&ids);
+                    let json: String = with_pool!(self.pool(), p, d => {
+                        sqlx::query_scalar(CHANNELS_BY_IDS.get(d))
+                            .bind(&ids)
+                            .bind(tenant_id)
+                            .bind(since)
+                            .fetch_one(p)
+                            .await?
+                    });
+                    used.extend(serde_json::from_str::<Vec<(i64, String)>>(&json).map_err(decode)?);
+                }
+                used
+            }
+        };
+        for (id, ch) in used {
+            if let Some((_, channels)) = people.get_mut(&id) {
+                channels.push(ch);
+            }
+        }
+        let mut rows = self.in_period(tenant_id, channel, since, stats).await?;
         rows.sort_by(|a, b| {
             b.last_seen
                 .cmp(&a.last_seen)
                 .then(a.person_id.cmp(&b.person_id))
         });
-        self.activity_rows(tenant_id, since, rows).await
+        Ok(rows
+            .into_iter()
+            .filter_map(|s| {
+                let (person, mut channels) = people.remove(&s.person_id)?;
+                channels.sort();
+                Some(ActivityRow {
+                    person,
+                    channels,
+                    activity: s.activity,
+                    first_seen: s.first_seen,
+                    last_seen: s.last_seen,
+                })
+            })
+            .collect())
     }
 
     async fn stats_where(
@@ -532,24 +684,7 @@ impl Store {
             let found: Vec<Found> = serde_json::from_str(&found)
                 .map_err(|e| super::StoreError::Database(e.to_string()))?;
             for (id, name, email, kind, channels) in found {
-                let mut channels: Vec<String> = channels
-                    .map(|c| c.split(',').map(str::to_string).collect())
-                    .unwrap_or_default();
-                channels.sort();
-                let kind = crate::domain::PersonKind::parse(&kind)
-                    .unwrap_or(crate::domain::PersonKind::Customer);
-                people.insert(
-                    id,
-                    (
-                        PersonRef {
-                            id,
-                            name,
-                            email,
-                            kind,
-                        },
-                        channels,
-                    ),
-                );
+                people.insert(id, person_with_channels(id, name, email, &kind, channels));
             }
         }
         Ok(stats
