@@ -116,7 +116,10 @@ pub const COMMANDS: [(&str, &str); 13] = [
     ("export WHO", "everything kept about a person (JSON)"),
     ("forget WHO", "erase a person (asks to confirm)"),
     ("audit [--since D]", "role changes and erasures"),
-    ("takeover WHO", "answer a person yourself (operators)"),
+    (
+        "takeover WHO",
+        "answer a person yourself (operators; without WHO: who waits for a human)",
+    ),
     ("release", "hand the conversation back to Koji"),
 ];
 

@@ -1433,6 +1433,10 @@ impl Core {
             Ok(a) => a,
             Err(reply) => return (reply, vec![]),
         };
+        // `/koji takeover` alone: who is waiting for a human.
+        if words.split_whitespace().eq(["takeover"]) {
+            return self.waiting_for_humans(tenant, speaking).await;
+        }
         let parsed = commands::parse(words);
         let word = parsed.as_ref().map(|c| c.word()).unwrap_or("help");
         let out = match parsed {

@@ -303,6 +303,20 @@ async fn an_operator_takes_over_and_releases_a_conversation(db: &TestDb) {
         .say_text("dave@acme.test", "/koji takeover carol@acme.test")
         .await;
     assert!(t.contains("permission"), "{t}");
+    let t = k.say_text("dave@acme.test", "/koji takeover").await;
+    assert!(t.contains("permission") && !t.contains("carol"), "{t}");
+    // An operator sees who waits, with a button to take each over.
+    let replies = k.say("admin@acme.test", "/koji takeover").await;
+    assert!(
+        replies[0].text.contains("carol@acme.test"),
+        "{}",
+        replies[0].text
+    );
+    assert!(
+        replies[0].attachments.iter().any(|a| matches!(a,
+            Attachment::Buttons { buttons } if buttons[0].value == "/koji takeover carol@acme.test")),
+        "{replies:?}"
+    );
 
     let t = k
         .say_text("admin@acme.test", "/koji takeover carol@acme.test")
@@ -336,6 +350,11 @@ async fn an_operator_takes_over_and_releases_a_conversation(db: &TestDb) {
     assert!(t.contains("Koji is back") && t.contains("Hello"), "{t}");
     let t = k.say_text("admin@acme.test", "/koji release").await;
     assert!(t.contains("aren't answering anyone"), "{t}");
+    let t = k.say_text("admin@acme.test", "/koji takeover").await;
+    assert!(
+        t.contains("Nobody is waiting"),
+        "released conversations no longer wait: {t}"
+    );
 
     // Everything was recorded in carol's history, operator messages included.
     let v = k.report_json("user carol@acme.test --history 50").await;

@@ -465,6 +465,59 @@ impl Core {
         }
     }
 
+    /// `/koji takeover` without WHO: the people who asked for a human and wait, oldest
+    /// first, each with a button that takes their conversation over.
+    pub(super) async fn waiting_for_humans(
+        &self,
+        tenant: &TenantRuntime,
+        speaking: &Speaking,
+    ) -> Routed {
+        let actor = match self.actor_of(speaking).await {
+            Ok(a) => a,
+            Err(r) => return (r, vec![]),
+        };
+        if let Some(refusal) = self.require(
+            tenant,
+            &actor,
+            Permission::ConversationsTakeover,
+            "takeover",
+        ) {
+            return super::render_output(refusal, "takeover");
+        }
+        let waiting = match self.store.waiting_handoffs(&tenant.config.id).await {
+            Ok(w) => w,
+            Err(e) => return super::render_output(super::unavailable_output(e), "takeover"),
+        };
+        if waiting.is_empty() {
+            return (
+                private(
+                    "Nobody is waiting for a human right now. /koji takeover WHO answers someone anyway.",
+                ),
+                vec!["command.takeover".into()],
+            );
+        }
+        let now = self.now();
+        let mut text = format!("Waiting for a human ({}), oldest first:", waiting.len());
+        for (who, since) in &waiting {
+            let minutes = (now - since).max(0) / 60_000_000;
+            text.push_str(&format!("\n- {who} (for {minutes} min)"));
+        }
+        text.push_str("\nAnswer one with /koji takeover WHO.");
+        let buttons: Vec<(String, String)> = waiting
+            .iter()
+            .take(5)
+            .map(|(who, _)| (format!("Take over {who}"), format!("/koji takeover {who}")))
+            .collect();
+        let pairs: Vec<(&str, &str)> = buttons
+            .iter()
+            .map(|(l, v)| (l.as_str(), v.as_str()))
+            .collect();
+        (
+            with(private(text), super::help::buttons(&pairs)),
+            vec!["command.takeover".into()],
+        )
+    }
+
     /// `/koji release`: Koji answers the person again.
     pub(super) async fn release(&self, tenant: &TenantRuntime, speaking: &Speaking) -> Routed {
         let actor = match self.actor_of(speaking).await {
