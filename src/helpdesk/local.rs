@@ -2,8 +2,9 @@
 //! search, requests kept in the database.
 
 use super::{Article, HelpDesk, HelpDeskError, NewRequest, Request};
-use crate::store::helpdesk::{KbHit, StoredRequest};
+use crate::store::helpdesk::StoredRequest;
 use crate::store::{Store, StoreError};
+use std::collections::HashSet;
 
 pub struct LocalHelpDesk {
     store: Store,
@@ -20,7 +21,15 @@ struct Vocabulary {
     version: Option<(i64, i64)>,
     checked: Option<std::time::Instant>,
     generation: u64,
-    starts: std::sync::Arc<std::collections::HashSet<String>>,
+    words: std::sync::Arc<Words>,
+}
+
+/// The knowledge base's word starts: all of them, and each article's (by slug), so checking
+/// how much of a question an article covers costs lookups, not a pass over its text.
+#[derive(Default)]
+struct Words {
+    all: HashSet<String>,
+    by_article: std::collections::HashMap<String, HashSet<String>>,
 }
 
 const VOCABULARY_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
@@ -46,9 +55,7 @@ impl LocalHelpDesk {
         }
     }
 
-    async fn vocabulary(
-        &self,
-    ) -> Result<std::sync::Arc<std::collections::HashSet<String>>, StoreError> {
+    async fn vocabulary(&self) -> Result<std::sync::Arc<Words>, StoreError> {
         let mut v = self.vocabulary.lock().await;
         let generation = self.store.kb_generation();
         let reloaded_here = v.generation != generation;
@@ -56,17 +63,18 @@ impl LocalHelpDesk {
             v.generation = generation;
             let version = self.store.kb_version().await?;
             if reloaded_here || v.version != Some(version) {
-                let mut starts = std::collections::HashSet::new();
-                for (title, body) in self.store.kb_texts().await? {
-                    starts.extend(word_starts(&title));
-                    starts.extend(word_starts(&body));
+                let mut words = Words::default();
+                for (slug, title, body) in self.store.kb_texts().await? {
+                    let starts = article_starts(&title, &body);
+                    words.all.extend(starts.iter().cloned());
+                    words.by_article.insert(slug, starts);
                 }
-                v.starts = std::sync::Arc::new(starts);
+                v.words = std::sync::Arc::new(words);
                 v.version = Some(version);
             }
             v.checked = Some(std::time::Instant::now());
         }
-        Ok(v.starts.clone())
+        Ok(v.words.clone())
     }
 }
 
@@ -107,11 +115,12 @@ fn root(term: &str) -> String {
 }
 
 /// How many of `terms` the article mentions (a word of it starts like the term).
-fn coverage(terms: &[String], hit: &KbHit) -> usize {
-    let starts: std::collections::HashSet<String> = word_starts(&hit.title)
-        .chain(word_starts(&hit.body))
-        .collect();
+fn coverage(terms: &[String], starts: &HashSet<String>) -> usize {
     terms.iter().filter(|t| starts.contains(&root(t))).count()
+}
+
+fn article_starts(title: &str, body: &str) -> HashSet<String> {
+    word_starts(title).chain(word_starts(body)).collect()
 }
 
 /// Markdown to plain text, good enough for an excerpt: no emphasis, code marks, headings or
@@ -198,8 +207,8 @@ impl HelpDesk for LocalHelpDesk {
             return Ok(Vec::new());
         }
         // No article has a word starting like any of the question's: nothing can cover it.
-        let vocabulary = self.vocabulary().await.map_err(unavailable)?;
-        if !terms.iter().any(|t| vocabulary.contains(&root(t))) {
+        let words = self.vocabulary().await.map_err(unavailable)?;
+        if !terms.iter().any(|t| words.all.contains(&root(t))) {
             return Ok(Vec::new());
         }
         let hits = self
@@ -214,7 +223,14 @@ impl HelpDesk for LocalHelpDesk {
         let best = hits.first().map(|h| h.score).unwrap_or(0.0);
         Ok(hits
             .into_iter()
-            .filter(|h| coverage(&terms, h) >= needed && h.score >= best * 0.5)
+            .filter(|h| {
+                let covered = match words.by_article.get(&h.slug) {
+                    Some(starts) => coverage(&terms, starts),
+                    // Reloaded since the vocabulary was read.
+                    None => coverage(&terms, &article_starts(&h.title, &h.body)),
+                };
+                covered >= needed && h.score >= best * 0.5
+            })
             .take(limit)
             .map(|h| Article {
                 url: Some(format!(
@@ -256,6 +272,7 @@ impl HelpDesk for LocalHelpDesk {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::helpdesk::KbHit;
 
     #[test]
     fn search_terms_drop_small_words_and_repeats() {
@@ -281,7 +298,8 @@ mod tests {
             body: "Passwords expire yearly.".into(),
             score: 1.0,
         };
-        let cov = |q: &str| coverage(&search_terms(q), &hit);
+        let starts = article_starts(&hit.title, &hit.body);
+        let cov = |q: &str| coverage(&search_terms(q), &starts);
         assert_eq!(
             cov("question"),
             0,

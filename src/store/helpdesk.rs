@@ -210,10 +210,10 @@ impl Store {
         })
     }
 
-    /// Every article's (title, body).
-    pub async fn kb_texts(&self) -> Result<Vec<(String, String)>> {
+    /// Every article: (slug, title, body).
+    pub async fn kb_texts(&self) -> Result<Vec<(String, String, String)>> {
         with_pool!(self.pool(), p, d => {
-            Ok(sqlx::query_as("select title, body from kb_articles").fetch_all(p).await?)
+            Ok(sqlx::query_as("select slug, title, body from kb_articles").fetch_all(p).await?)
         })
     }
 
