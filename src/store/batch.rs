@@ -7,13 +7,14 @@
 //! with the same id (a retry, possibly on another replica) is reported as a duplicate and
 //! nothing of it is written.
 
-use super::{Pool, Result, StoreError};
+use super::{Dialect, DialectSql, POSTGRES, Pool, Result, SQLITE, StoreError};
 use crate::domain::{Channel, day_of};
 use crate::nlu::Entity;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
+use std::sync::LazyLock;
 use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -87,20 +88,53 @@ pub struct BatchWriter {
     tx: mpsc::Sender<Op>,
 }
 
-const MESSAGE_COLUMNS: &str = "insert into messages (tenant_id, session_id, person_id, identity_id, channel, direction, text, intent, specific, entities, actions, n_actions, n_help, platform_msg_id, at) ";
+/// Every statement takes its rows as one JSON array of arrays (`$1`, read with the
+/// dialect's `{rows}`): one cached statement per table whatever the batch size, one value
+/// to bind, and nothing for the database to re-plan when the batch changes.
+macro_rules! from_rows {
+    ($cols:literal) => {
+        concat!(" select ", $cols, " from {rows} where true")
+    };
+}
 
-const CLAIM_TAIL: &str = " on conflict (tenant_id, channel, platform_msg_id) where platform_msg_id is not null do nothing returning platform_msg_id, channel, tenant_id";
+macro_rules! message_insert {
+    ($tail:literal) => {
+        concat!(
+            "insert into messages (tenant_id, session_id, person_id, identity_id, channel, direction, text, intent, specific, entities, actions, n_actions, n_help, platform_msg_id, at)",
+            " select value ->> 0, cast(value ->> 1 as bigint), cast(value ->> 2 as bigint), cast(value ->> 3 as bigint), value ->> 4, value ->> 5, value ->> 6, value ->> 7, cast(value ->> 8 as bigint), value ->> 9, value ->> 10, cast(value ->> 11 as bigint), cast(value ->> 12 as bigint), value ->> 13, cast(value ->> 14 as bigint) from {rows} where true",
+            $tail
+        )
+    };
+}
 
-const DAYS_HEAD: &str = "insert into person_days (tenant_id, person_id, day, channel, messages_in, messages_out, specific_in, actions, help_actions) ";
-const DAYS_TAIL: &str = " on conflict (tenant_id, person_id, day, channel) do update set
+static MESSAGES: LazyLock<DialectSql> = LazyLock::new(|| DialectSql::new(message_insert!("")));
+
+static CLAIMS: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(message_insert!(
+        " on conflict (tenant_id, channel, platform_msg_id) where platform_msg_id is not null do nothing returning platform_msg_id, channel, tenant_id"
+    ))
+});
+
+static DAYS: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(concat!(
+        "insert into person_days (tenant_id, person_id, day, channel, messages_in, messages_out, specific_in, actions, help_actions)",
+        from_rows!(
+            "value ->> 0, cast(value ->> 1 as bigint), cast(value ->> 2 as bigint), value ->> 3, cast(value ->> 4 as bigint), cast(value ->> 5 as bigint), cast(value ->> 6 as bigint), cast(value ->> 7 as bigint), cast(value ->> 8 as bigint)"
+        ),
+        " on conflict (tenant_id, person_id, day, channel) do update set
       messages_in = person_days.messages_in + excluded.messages_in,
       messages_out = person_days.messages_out + excluded.messages_out,
       specific_in = person_days.specific_in + excluded.specific_in,
       actions = person_days.actions + excluded.actions,
-      help_actions = person_days.help_actions + excluded.help_actions";
+      help_actions = person_days.help_actions + excluded.help_actions"
+    ))
+});
 
-const STATS_HEAD: &str = "insert into person_stats (tenant_id, person_id, channel, messages, messages_in, messages_out, specific_in, actions, help_actions, first_seen, last_seen, last_helped_at) ";
-const STATS_TAIL: &str = " on conflict (tenant_id, person_id, channel) do update set
+static STATS: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(concat!(
+        "insert into person_stats (tenant_id, person_id, channel, messages, messages_in, messages_out, specific_in, actions, help_actions, first_seen, last_seen, last_helped_at)",
+        from_rows!("value ->> 0, cast(value ->> 1 as bigint), value ->> 2, cast(value ->> 3 as bigint), cast(value ->> 4 as bigint), cast(value ->> 5 as bigint), cast(value ->> 6 as bigint), cast(value ->> 7 as bigint), cast(value ->> 8 as bigint), cast(value ->> 9 as bigint), cast(value ->> 10 as bigint), cast(value ->> 11 as bigint)"),
+        " on conflict (tenant_id, person_id, channel) do update set
       messages = person_stats.messages + excluded.messages,
       messages_in = person_stats.messages_in + excluded.messages_in,
       messages_out = person_stats.messages_out + excluded.messages_out,
@@ -110,49 +144,46 @@ const STATS_TAIL: &str = " on conflict (tenant_id, person_id, channel) do update
       first_seen = case when excluded.first_seen < person_stats.first_seen then excluded.first_seen else person_stats.first_seen end,
       last_seen = case when excluded.last_seen > person_stats.last_seen then excluded.last_seen else person_stats.last_seen end,
       last_helped_at = case when person_stats.last_helped_at is null or excluded.last_helped_at > person_stats.last_helped_at
-                            then coalesce(excluded.last_helped_at, person_stats.last_helped_at) else person_stats.last_helped_at end";
+                            then coalesce(excluded.last_helped_at, person_stats.last_helped_at) else person_stats.last_helped_at end"
+    ))
+});
 
-const INTERESTS_HEAD: &str =
-    "insert into interests (tenant_id, person_id, kind, value, count, last_at) ";
-const INTERESTS_TAIL: &str = " on conflict (person_id, kind, value) do update set
+static INTERESTS: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(concat!(
+        "insert into interests (tenant_id, person_id, kind, value, count, last_at)",
+        from_rows!("value ->> 0, cast(value ->> 1 as bigint), value ->> 2, value ->> 3, cast(value ->> 4 as bigint), cast(value ->> 5 as bigint)"),
+        " on conflict (person_id, kind, value) do update set
       count = interests.count + excluded.count,
-      last_at = case when excluded.last_at > interests.last_at then excluded.last_at else interests.last_at end";
+      last_at = case when excluded.last_at > interests.last_at then excluded.last_at else interests.last_at end"
+    ))
+});
 
-const STATE_HEAD: &str = "insert into conversation_state (identity_id, state, updated_at) ";
-const STATE_TAIL: &str = " on conflict (identity_id) do update set state = excluded.state, updated_at = excluded.updated_at";
+static TOUCHES: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(
+        "update sessions set last_interaction_at = x.at
+         from (select cast(value ->> 0 as bigint) as id, cast(value ->> 1 as bigint) as at from {rows}) as x
+         where sessions.id = x.id and sessions.last_interaction_at < x.at",
+    )
+});
 
-/// Rows per multi-row statement. Batches are cut into chunks of this size and powers of
-/// two below it, so each table needs only a handful of distinct (cached) statements.
-const CHUNK: usize = 128;
+static STATES: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(concat!(
+        "insert into conversation_state (identity_id, state, updated_at)",
+        from_rows!("cast(value ->> 0 as bigint), value ->> 1, cast(value ->> 2 as bigint)"),
+        " on conflict (identity_id) do update set state = excluded.state, updated_at = excluded.updated_at"
+    ))
+});
 
-fn chunk_sizes(mut n: usize) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        if n == 0 {
-            return None;
-        }
-        let size = if n >= CHUNK {
-            CHUNK
-        } else {
-            1 << (usize::BITS - 1 - n.leading_zeros())
-        };
-        n -= size;
-        Some(size)
-    })
-}
+static CLEARED_STATES: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(
+        "delete from conversation_state
+         where identity_id in (select cast(value ->> 0 as bigint) from {rows})",
+    )
+});
 
-/// `insert … values (…), (…) …` over `rows` in chunks; `$push` binds one row's columns.
-macro_rules! insert_values {
-    ($tx:expr, $head:expr, $tail:expr, $rows:expr, |$b:ident, $r:ident| $push:block) => {{
-        let rows = $rows;
-        let mut start = 0;
-        for n in chunk_sizes(rows.len()) {
-            let mut qb = sqlx::QueryBuilder::new($head);
-            qb.push_values(&rows[start..start + n], |mut $b, $r| $push);
-            qb.push($tail);
-            qb.build().execute(&mut *$tx).await?;
-            start += n;
-        }
-    }};
+/// The JSON array of arrays a batch statement reads as `$1`.
+fn rows_json<T: Serialize>(rows: &[T]) -> String {
+    serde_json::to_string(rows).expect("rows serialise")
 }
 
 impl BatchWriter {
@@ -279,7 +310,14 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
             }
         }
         if !writes.is_empty() {
+            let started = std::time::Instant::now();
+            let n = writes.len();
             commit_all(&pool, &mut conn, writes).await;
+            tracing::trace!(
+                writes = n,
+                micros = started.elapsed().as_micros() as u64,
+                "group commit"
+            );
         }
         for f in flushes {
             let _ = f.send(());
@@ -395,26 +433,43 @@ fn json_list<T: Serialize>(v: &[T]) -> Option<String> {
     (!v.is_empty()).then(|| serde_json::to_string(v).unwrap_or_default())
 }
 
-/// Binds one message row's columns, in `MESSAGE_COLUMNS` order.
-macro_rules! push_message {
-    ($b:ident, $r:ident) => {{
-        let r: &MessageRow = $r;
-        $b.push_bind(r.tenant_id.to_string())
-            .push_bind(r.session_id)
-            .push_bind(r.person_id)
-            .push_bind(r.identity_id)
-            .push_bind(r.channel.as_str())
-            .push_bind(r.direction.as_str())
-            .push_bind(r.text.clone())
-            .push_bind(r.intent.clone())
-            .push_bind(r.specific as i64)
-            .push_bind(json_list(&r.entities))
-            .push_bind(json_list(&r.actions))
-            .push_bind(r.actions.len() as i64)
-            .push_bind(r.actions.iter().filter(|a| is_help_action(a)).count() as i64)
-            .push_bind(r.platform_msg_id.clone())
-            .push_bind(r.at);
-    }};
+/// One message row as `MESSAGES` reads it.
+type MessageJson<'a> = (
+    &'a str,
+    i64,
+    Option<i64>,
+    i64,
+    &'static str,
+    &'static str,
+    &'a str,
+    Option<&'a str>,
+    i64,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    Option<&'a str>,
+    i64,
+);
+
+fn message_json(r: &MessageRow) -> MessageJson<'_> {
+    (
+        &r.tenant_id,
+        r.session_id,
+        r.person_id,
+        r.identity_id,
+        r.channel.as_str(),
+        r.direction.as_str(),
+        &r.text,
+        r.intent.as_deref(),
+        r.specific as i64,
+        json_list(&r.entities),
+        json_list(&r.actions),
+        r.actions.len() as i64,
+        r.actions.iter().filter(|a| is_help_action(a)).count() as i64,
+        r.platform_msg_id.as_deref(),
+        r.at,
+    )
 }
 
 async fn commit_batch(conn: &mut Conn, items: &[Item<'_>]) -> Result<Vec<WriteOutcome>> {
@@ -422,7 +477,7 @@ async fn commit_batch(conn: &mut Conn, items: &[Item<'_>]) -> Result<Vec<WriteOu
 
     // Claims: the first occurrence of an id in the batch competes with the database; later
     // ones in the same batch are duplicates of it.
-    let mut claim_rows: Vec<&MessageRow> = Vec::new();
+    let mut claim_rows: Vec<MessageJson<'_>> = Vec::new();
     let mut claim_owner: HashMap<(&str, &str, &str), usize> = HashMap::new();
     for (i, (rows, claim, _)) in items.iter().enumerate() {
         if !*claim {
@@ -436,24 +491,24 @@ async fn commit_batch(conn: &mut Conn, items: &[Item<'_>]) -> Result<Vec<WriteOu
             Entry::Occupied(_) => outcomes[i] = WriteOutcome::Duplicate,
             Entry::Vacant(v) => {
                 v.insert(i);
-                claim_rows.push(first);
+                claim_rows.push(message_json(first));
                 outcomes[i] = WriteOutcome::Duplicate; // until the database says otherwise
             }
         }
     }
+    let claims = (!claim_rows.is_empty()).then(|| rows_json(&claim_rows));
+    drop(claim_rows);
 
     macro_rules! body {
-        ($c:ident, $begin:expr) => {{
-            let mut tx = sqlx::Connection::begin_with(&mut **$c, $begin).await?;
-            let mut start = 0;
-            for n in chunk_sizes(claim_rows.len()) {
-                let mut qb = sqlx::QueryBuilder::new(MESSAGE_COLUMNS);
-                qb.push_values(&claim_rows[start..start + n], |mut b, r| {
-                    push_message!(b, r)
-                });
-                qb.push(CLAIM_TAIL);
+        ($c:ident, $d:expr) => {{
+            let d: &'static Dialect = $d;
+            let mut tx = sqlx::Connection::begin_with(&mut **$c, d.begin_write).await?;
+            if let Some(claims) = claims {
                 let claimed: Vec<(String, String, String)> =
-                    qb.build_query_as().fetch_all(&mut *tx).await?;
+                    sqlx::query_as(sqlx::AssertSqlSafe(CLAIMS.get(d)))
+                        .bind(claims)
+                        .fetch_all(&mut *tx)
+                        .await?;
                 for (pid, channel, tenant) in &claimed {
                     if let Some(&i) =
                         claim_owner.get(&(tenant.as_str(), channel.as_str(), pid.as_str()))
@@ -461,136 +516,135 @@ async fn commit_batch(conn: &mut Conn, items: &[Item<'_>]) -> Result<Vec<WriteOu
                         outcomes[i] = WriteOutcome::Committed;
                     }
                 }
-                start += n;
             }
-
-            let mut plain: Vec<&MessageRow> = Vec::new();
-            let mut days: HashMap<(&str, i64, i64, &str), Counts> = HashMap::new();
-            let mut stats: HashMap<(&str, i64, &str), Counts> = HashMap::new();
-            let mut interests: HashMap<(&str, i64, &str, &str), (i64, i64)> = HashMap::new();
-            let mut touches: HashMap<i64, i64> = HashMap::new();
-            // The last change per identity wins (writes are queued in conversation order).
-            let mut states: HashMap<i64, (Option<&str>, i64)> = HashMap::new();
-            for ((rows, claim, state), outcome) in items.iter().zip(&outcomes) {
-                if *outcome == WriteOutcome::Duplicate {
-                    continue;
-                }
-                if let Some(s) = state {
-                    let at = rows.iter().map(|r| r.at).max().unwrap_or_default();
-                    states.insert(s.identity_id, (s.state.as_deref(), at));
-                }
-                for (j, r) in rows.iter().enumerate() {
-                    if !(*claim && j == 0) {
-                        plain.push(r);
-                    }
-                    let t = touches.entry(r.session_id).or_insert(r.at);
-                    *t = (*t).max(r.at);
-                    let Some(pid) = r.person_id else { continue };
-                    let day = day_of(r.at);
-                    for ch in [r.channel.as_str(), "*"] {
-                        days.entry((&r.tenant_id, pid, day, ch)).or_default().add(r);
-                        stats.entry((&r.tenant_id, pid, ch)).or_default().add(r);
-                    }
-                    if r.direction == Direction::In {
-                        for e in &r.entities {
-                            let v = interests
-                                .entry((&r.tenant_id, pid, &e.kind, &e.value))
-                                .or_insert((0, r.at));
-                            v.0 += 1;
-                            v.1 = v.1.max(r.at);
-                        }
-                    }
-                }
-            }
-            insert_values!(tx, MESSAGE_COLUMNS, "", &plain, |b, r| {
-                push_message!(b, r)
-            });
-            let days: Vec<_> = days.into_iter().collect();
-            insert_values!(tx, DAYS_HEAD, DAYS_TAIL, &days, |b, row| {
-                let ((t, p, day, ch), c) = row;
-                b.push_bind(t.to_string())
-                    .push_bind(*p)
-                    .push_bind(*day)
-                    .push_bind(ch.to_string())
-                    .push_bind(c.messages_in)
-                    .push_bind(c.messages_out)
-                    .push_bind(c.specific_in)
-                    .push_bind(c.actions)
-                    .push_bind(c.help_actions);
-            });
-            let stats: Vec<_> = stats.into_iter().collect();
-            insert_values!(tx, STATS_HEAD, STATS_TAIL, &stats, |b, row| {
-                let ((t, p, ch), c) = row;
-                b.push_bind(t.to_string())
-                    .push_bind(*p)
-                    .push_bind(ch.to_string())
-                    .push_bind(c.messages_in + c.messages_out)
-                    .push_bind(c.messages_in)
-                    .push_bind(c.messages_out)
-                    .push_bind(c.specific_in)
-                    .push_bind(c.actions)
-                    .push_bind(c.help_actions)
-                    .push_bind(c.first)
-                    .push_bind(c.last)
-                    .push_bind(c.helped);
-            });
-            let interests: Vec<_> = interests.into_iter().collect();
-            insert_values!(tx, INTERESTS_HEAD, INTERESTS_TAIL, &interests, |b, row| {
-                let ((t, p, k, v), (n, at)) = row;
-                b.push_bind(t.to_string())
-                    .push_bind(*p)
-                    .push_bind(k.to_string())
-                    .push_bind(v.to_string())
-                    .push_bind(*n)
-                    .push_bind(*at);
-            });
-            let touches: Vec<(i64, i64)> = touches.into_iter().collect();
-            let mut start = 0;
-            for n in chunk_sizes(touches.len()) {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "update sessions set last_interaction_at = x.at from (",
-                );
-                for (k, (id, at)) in touches[start..start + n].iter().enumerate() {
-                    if k > 0 {
-                        qb.push(" union all ");
-                    }
-                    qb.push("select cast(")
-                        .push_bind(*id)
-                        .push(" as bigint) as id, cast(")
-                        .push_bind(*at)
-                        .push(" as bigint) as at");
-                }
-                qb.push(") as x where sessions.id = x.id and sessions.last_interaction_at < x.at");
-                qb.build().execute(&mut *tx).await?;
-                start += n;
-            }
-            let (kept, cleared): (Vec<_>, Vec<_>) =
-                states.into_iter().partition(|(_, (s, _))| s.is_some());
-            insert_values!(tx, STATE_HEAD, STATE_TAIL, &kept, |b, row| {
-                let (id, (state, at)) = row;
-                b.push_bind(*id)
-                    .push_bind(state.unwrap_or_default().to_string())
-                    .push_bind(*at);
-            });
-            let mut start = 0;
-            for n in chunk_sizes(cleared.len()) {
-                let mut qb = sqlx::QueryBuilder::new(
-                    "delete from conversation_state where identity_id in (",
-                );
-                let mut ids = qb.separated(", ");
-                for (id, _) in &cleared[start..start + n] {
-                    ids.push_bind(*id);
-                }
-                qb.push(")");
-                qb.build().execute(&mut *tx).await?;
-                start += n;
+            let statements = rest_of_batch(items, &outcomes);
+            for (sql, rows) in statements {
+                sqlx::query(sqlx::AssertSqlSafe(sql.get(d)))
+                    .bind(rows)
+                    .execute(&mut *tx)
+                    .await?;
             }
             tx.commit().await?;
         }};
     }
     match conn {
-        Conn::Sqlite(c) => body!(c, "BEGIN IMMEDIATE"),
-        Conn::Postgres(c) => body!(c, "BEGIN"),
+        Conn::Sqlite(c) => body!(c, &SQLITE),
+        Conn::Postgres(c) => body!(c, &POSTGRES),
     }
     Ok(outcomes)
+}
+
+/// Everything a batch writes besides its claims, given which writes are duplicates: each
+/// statement with its rows.
+fn rest_of_batch(
+    items: &[Item<'_>],
+    outcomes: &[WriteOutcome],
+) -> Vec<(&'static DialectSql, String)> {
+    let mut plain: Vec<MessageJson<'_>> = Vec::new();
+    let mut days: HashMap<(&str, i64, i64, &str), Counts> = HashMap::new();
+    let mut stats: HashMap<(&str, i64, &str), Counts> = HashMap::new();
+    let mut interests: HashMap<(&str, i64, &str, &str), (i64, i64)> = HashMap::new();
+    let mut touches: HashMap<i64, i64> = HashMap::new();
+    // The last change per identity wins (writes are queued in conversation order).
+    let mut states: HashMap<i64, (Option<&str>, i64)> = HashMap::new();
+    for ((rows, claim, state), outcome) in items.iter().zip(outcomes) {
+        if *outcome == WriteOutcome::Duplicate {
+            continue;
+        }
+        if let Some(s) = state {
+            let at = rows.iter().map(|r| r.at).max().unwrap_or_default();
+            states.insert(s.identity_id, (s.state.as_deref(), at));
+        }
+        for (j, r) in rows.iter().enumerate() {
+            if !(*claim && j == 0) {
+                plain.push(message_json(r));
+            }
+            let t = touches.entry(r.session_id).or_insert(r.at);
+            *t = (*t).max(r.at);
+            let Some(pid) = r.person_id else { continue };
+            let day = day_of(r.at);
+            for ch in [r.channel.as_str(), "*"] {
+                days.entry((&r.tenant_id, pid, day, ch)).or_default().add(r);
+                stats.entry((&r.tenant_id, pid, ch)).or_default().add(r);
+            }
+            if r.direction == Direction::In {
+                for e in &r.entities {
+                    let v = interests
+                        .entry((&r.tenant_id, pid, &e.kind, &e.value))
+                        .or_insert((0, r.at));
+                    v.0 += 1;
+                    v.1 = v.1.max(r.at);
+                }
+            }
+        }
+    }
+    let mut out: Vec<(&'static DialectSql, String)> = Vec::new();
+    if !plain.is_empty() {
+        out.push((&MESSAGES, rows_json(&plain)));
+    }
+    if !days.is_empty() {
+        let rows: Vec<_> = days
+            .iter()
+            .map(|((t, p, day, ch), c)| {
+                (
+                    t,
+                    p,
+                    day,
+                    ch,
+                    c.messages_in,
+                    c.messages_out,
+                    c.specific_in,
+                    c.actions,
+                    c.help_actions,
+                )
+            })
+            .collect();
+        out.push((&DAYS, rows_json(&rows)));
+    }
+    if !stats.is_empty() {
+        let rows: Vec<_> = stats
+            .iter()
+            .map(|((t, p, ch), c)| {
+                (
+                    t,
+                    p,
+                    ch,
+                    c.messages_in + c.messages_out,
+                    c.messages_in,
+                    c.messages_out,
+                    c.specific_in,
+                    c.actions,
+                    c.help_actions,
+                    c.first,
+                    c.last,
+                    c.helped,
+                )
+            })
+            .collect();
+        out.push((&STATS, rows_json(&rows)));
+    }
+    if !interests.is_empty() {
+        let rows: Vec<_> = interests
+            .iter()
+            .map(|((t, p, k, v), (n, at))| (t, p, k, v, n, at))
+            .collect();
+        out.push((&INTERESTS, rows_json(&rows)));
+    }
+    if !touches.is_empty() {
+        let rows: Vec<(i64, i64)> = touches.into_iter().collect();
+        out.push((&TOUCHES, rows_json(&rows)));
+    }
+    let (kept, cleared): (Vec<_>, Vec<_>) = states.into_iter().partition(|(_, (s, _))| s.is_some());
+    if !kept.is_empty() {
+        let rows: Vec<_> = kept
+            .iter()
+            .map(|(id, (state, at))| (id, state, at))
+            .collect();
+        out.push((&STATES, rows_json(&rows)));
+    }
+    if !cleared.is_empty() {
+        let rows: Vec<(i64,)> = cleared.iter().map(|(id, _)| (*id,)).collect();
+        out.push((&CLEARED_STATES, rows_json(&rows)));
+    }
+    out
 }

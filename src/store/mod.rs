@@ -84,7 +84,7 @@ pub struct Dialect {
 
 pub static SQLITE: Dialect = Dialect {
     begin_write: "BEGIN IMMEDIATE",
-    json_rows: "json_each($1)",
+    json_rows: "jsonb_each($1)",
     agg_open: "json_group_array(json_array(",
     agg_close: "))",
     group_concat: "group_concat",
