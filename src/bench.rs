@@ -10,7 +10,7 @@
 use crate::app::start_core;
 use crate::commands;
 use crate::config::Config;
-use crate::conversation::{Actor, CommandOutput};
+use crate::conversation::{Actor, CHAT_ROWS, CommandOutput};
 use crate::domain::{AuthMethod, Channel, MICROS_PER_DAY, SystemClock};
 use crate::store::{BatchWriter, DialectSql, Direction, MessageRow, with_pool};
 use koji_channel::{Inbound, Outcome, Speaker, TenantHint};
@@ -447,42 +447,43 @@ async fn reports(config: Config, runs: usize) -> anyhow::Result<()> {
         "visitors --since 7d".to_string(),
     ];
     for case in cases {
-        let mut times = Vec::with_capacity(runs);
-        let mut renders = Vec::with_capacity(runs);
-        let mut total = 0;
-        for _ in 0..runs.max(1) {
-            let cmd = commands::parse(&case).map_err(anyhow::Error::msg)?;
-            let t = Instant::now();
-            let out = core
-                .run_command(
-                    tenant,
-                    &Actor::Operator,
-                    crate::domain::Channel::Console,
-                    cmd,
-                )
-                .await;
-            // Render as JSON too, as `--format json` does: the figure is what an admin waits for.
-            if let CommandOutput::Report(r, _) = &out {
-                total = r.total;
-                let rendering = Instant::now();
-                let _ = r.render(crate::commands::Format::Json);
-                renders.push(rendering.elapsed());
-            } else {
-                anyhow::bail!("{case}: {out:?}");
+        // `full`: every row, rendered as `--format json` (the CLI); `chat`: what `/koji …`
+        // answers in a chat, the total and the first rows.
+        for (mode, rows) in [("full", None), ("chat", Some(CHAT_ROWS))] {
+            let mut times = Vec::with_capacity(runs);
+            let mut total = 0;
+            for _ in 0..runs.max(1) {
+                let cmd = commands::parse(&case).map_err(anyhow::Error::msg)?;
+                let t = Instant::now();
+                let out = core
+                    .run_command_rows(
+                        tenant,
+                        &Actor::Operator,
+                        crate::domain::Channel::Console,
+                        cmd,
+                        rows,
+                    )
+                    .await;
+                if let CommandOutput::Report(r, _) = &out {
+                    total = r.total;
+                    match rows {
+                        None => drop(r.render(crate::commands::Format::Json)),
+                        Some(n) => drop(r.to_table(n)),
+                    }
+                } else {
+                    anyhow::bail!("{case}: {out:?}");
+                }
+                times.push(t.elapsed());
             }
-            times.push(t.elapsed());
+            times.sort();
+            let median = times[times.len() / 2];
+            let max = *times.last().unwrap_or(&Duration::ZERO);
+            println!(
+                "report [{backend}] {case:<28} {mode}  total={total:<7} median {:>7.2} ms  max {:>7.2} ms",
+                median.as_secs_f64() * 1e3,
+                max.as_secs_f64() * 1e3,
+            );
         }
-        times.sort();
-        renders.sort();
-        let median = times[times.len() / 2];
-        let render = renders[renders.len() / 2];
-        let max = *times.last().unwrap_or(&Duration::ZERO);
-        println!(
-            "report [{backend}] {case:<28} total={total:<7} median {:>7.2} ms  max {:>7.2} ms  (JSON rendering {:.2} ms of it)",
-            median.as_secs_f64() * 1e3,
-            max.as_secs_f64() * 1e3,
-            render.as_secs_f64() * 1e3
-        );
     }
     let store = core.store.clone();
     drop(core);

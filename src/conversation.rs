@@ -1445,7 +1445,10 @@ impl Core {
             Ok(Command::Forget { who }) => {
                 self.ask_erase(tenant, &actor, speaking, msg, &who).await
             }
-            Ok(cmd) => self.run_command(tenant, &actor, msg.channel, cmd).await,
+            Ok(cmd) => {
+                self.run_command_rows(tenant, &actor, msg.channel, cmd, Some(CHAT_ROWS))
+                    .await
+            }
             Err(e) => CommandOutput::Usage(e.to_string()),
         };
         let (mut reply, actions) = render_output(out, word);
@@ -1690,7 +1693,24 @@ impl Core {
         channel: Channel,
         cmd: Command,
     ) -> CommandOutput {
-        match self.try_command(tenant, actor, channel, cmd).await {
+        self.run_command_rows(tenant, actor, channel, cmd, None)
+            .await
+    }
+
+    /// Like [`Core::run_command`]; a report asked for as text shows only `summary_rows` rows
+    /// (chat shows a summary), and only those are computed. The total still counts everyone.
+    pub async fn run_command_rows(
+        &self,
+        tenant: &TenantRuntime,
+        actor: &Actor,
+        channel: Channel,
+        cmd: Command,
+        summary_rows: Option<usize>,
+    ) -> CommandOutput {
+        match self
+            .try_command(tenant, actor, channel, cmd, summary_rows)
+            .await
+        {
             Ok(out) => out,
             Err(e) => {
                 tracing::warn!(error = %e, "command failed");
@@ -1705,6 +1725,7 @@ impl Core {
         actor: &Actor,
         channel: Channel,
         cmd: Command,
+        summary_rows: Option<usize>,
     ) -> Result<CommandOutput, StoreError> {
         let word = cmd.word();
         let tid = tenant.config.id.as_str();
@@ -1726,24 +1747,19 @@ impl Core {
                 let started = std::time::Instant::now();
                 let (report, format) = match cmd {
                     Command::Sessions { channel, format } => {
-                        let rows = self
+                        let summary = summary_rows.filter(|_| format == Format::Text);
+                        let (total, rows) = self
                             .store
                             .active_sessions(
                                 tid,
                                 channel.map(|c| c.as_str()),
                                 self.config.idle_timeout(),
+                                summary,
                             )
                             .await?;
-                        (
-                            self.report(
-                                tid,
-                                now,
-                                None,
-                                rows.len() as u64,
-                                ReportBody::Sessions(rows),
-                            ),
-                            format,
-                        )
+                        let mut r = self.report(tid, now, None, total, ReportBody::Sessions(rows));
+                        r.rows_in_full = summary.map(|_| total);
+                        (r, format)
                     }
                     Command::Users {
                         since,
@@ -1752,14 +1768,17 @@ impl Core {
                         format,
                     } => {
                         let since = since_of(since);
+                        // A chat summary of everyone computes only the rows it shows.
+                        let summary =
+                            summary_rows.filter(|_| format == Format::Text && top.is_none());
                         let (total, rows) = self
                             .store
-                            .users_report(tid, since, channel.map(|c| c.as_str()), top)
+                            .users_report(tid, since, channel.map(|c| c.as_str()), top.or(summary))
                             .await?;
-                        (
-                            self.report(tid, now, Some(since), total, ReportBody::Users(rows)),
-                            format,
-                        )
+                        let mut r =
+                            self.report(tid, now, Some(since), total, ReportBody::Users(rows));
+                        r.rows_in_full = summary.map(|_| total);
+                        (r, format)
                     }
                     Command::Visitors {
                         since,
@@ -1767,20 +1786,15 @@ impl Core {
                         format,
                     } => {
                         let since = since_of(since);
-                        let rows = self
+                        let summary = summary_rows.filter(|_| format == Format::Text);
+                        let (total, rows) = self
                             .store
-                            .visitors_report(tid, since, channel.map(|c| c.as_str()))
+                            .visitors_report(tid, since, channel.map(|c| c.as_str()), summary)
                             .await?;
-                        (
-                            self.report(
-                                tid,
-                                now,
-                                Some(since),
-                                rows.len() as u64,
-                                ReportBody::Visitors(rows),
-                            ),
-                            format,
-                        )
+                        let mut r =
+                            self.report(tid, now, Some(since), total, ReportBody::Visitors(rows));
+                        r.rows_in_full = summary.map(|_| total);
+                        (r, format)
                     }
                     Command::User {
                         who,
@@ -1953,6 +1967,7 @@ impl Core {
             since,
             total,
             body,
+            rows_in_full: None,
         }
     }
 

@@ -28,6 +28,9 @@ pub struct Report {
     pub since: Option<i64>,
     pub total: u64,
     pub body: ReportBody,
+    /// Rows the whole report has when `body` holds only the first of them (a chat summary);
+    /// `None` when `body` is whole.
+    pub rows_in_full: Option<u64>,
 }
 
 fn person_json(p: &PersonRef) -> Value {
@@ -445,7 +448,8 @@ impl Report {
     pub fn to_table(&self, limit: usize) -> Table {
         let (cols, rows) = self.grid();
         let shown: Vec<Vec<String>> = rows.iter().take(limit).cloned().collect();
-        let more = rows.len().saturating_sub(shown.len()) as u64;
+        let full = self.rows_in_full.unwrap_or(0).max(rows.len() as u64);
+        let more = full.saturating_sub(shown.len() as u64);
         let cols = cols.iter().map(|c| c.replace('_', " ")).collect();
         Table {
             title: self.title(),

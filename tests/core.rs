@@ -567,7 +567,80 @@ async fn a_long_report_in_chat_offers_every_row_as_a_file(db: &TestDb) {
     k.stop().await;
 }
 
+/// The table a chat answer carries.
+fn table_of(replies: &[koji_channel::Reply]) -> koji_channel::Table {
+    replies[0]
+        .attachments
+        .iter()
+        .find_map(|a| match a {
+            Attachment::Table(t) => Some(t.clone()),
+            _ => None,
+        })
+        .expect("a table")
+}
+
+/// The people of a full (JSON) report, in its order.
+fn people_of(report: &serde_json::Value) -> Vec<String> {
+    report["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            r["person"]["email"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
+}
+
+async fn chat_summaries_show_the_head_of_the_full_report_and_count_everyone(db: &TestDb) {
+    let k = Running::start(db).await;
+    for i in 0..14 {
+        k.say(&format!("p{i}@example.org"), "hello").await;
+    }
+    k.say("alice@acme.test", "my Outlook crashes on start")
+        .await;
+    // The admin's first command is help given before any summary is asked for.
+    k.say("admin@acme.test", "/koji help").await;
+    for (chat, full) in [
+        ("/koji visitors", "visitors"),
+        ("/koji sessions", "sessions"),
+        ("/koji users", "users"),
+    ] {
+        let table = table_of(&k.say("admin@acme.test", chat).await);
+        let report = k.report_json(full).await;
+        let total = report["total"].as_u64().unwrap();
+        let everyone = people_of(&report);
+        assert!(total >= 14, "{full}: {report}");
+        assert_eq!(everyone.len() as u64, total, "{full}");
+        assert_eq!(table.rows.len(), 10, "{full}");
+        assert_eq!(
+            table.more,
+            total - 10,
+            "{full}: the rows left out are counted"
+        );
+        assert!(
+            table.summary[0].starts_with(&total.to_string()),
+            "{full}: {:?} counts everyone ({total})",
+            table.summary
+        );
+        if full != "users" {
+            // Latest first: the summary is the full report's first rows.
+            let shown: Vec<&str> = table.rows.iter().map(|r| r[0].as_str()).collect();
+            assert_eq!(shown, everyone[..10].to_vec(), "{full}");
+        }
+    }
+    let v = k.report_json("visitors").await;
+    assert_eq!(
+        v["total"], 14,
+        "alice asked something; admin's commands are help"
+    );
+    k.stop().await;
+}
+
 on_both_backends!(
+    chat_summaries_show_the_head_of_the_full_report_and_count_everyone,
     a_long_report_in_chat_offers_every_row_as_a_file,
     a_platform_message_not_recorded_in_an_outage_is_answered_when_retried,
     every_exchange_is_recorded_and_shows_in_the_reports,

@@ -172,6 +172,60 @@ static CHANNELS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
     )
 });
 
+type VisitorFound = (
+    i64,
+    i64,
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<String>,
+    String,
+);
+type PeopleWithChannels = HashMap<PersonId, (PersonRef, Vec<String>)>;
+
+/// Visitors as read from `person_stats`: their figures, and each person (channels to come).
+fn visitor_stats(found: Vec<VisitorFound>) -> (Vec<StatRow>, PeopleWithChannels) {
+    let mut stats = Vec::with_capacity(found.len());
+    let mut people: PeopleWithChannels = HashMap::with_capacity(found.len());
+    for (id, messages_in, sessions, first_seen, last_seen, name, email, kind) in found {
+        stats.push(StatRow {
+            person_id: id,
+            activity: Activity {
+                messages_in,
+                sessions,
+                ..Activity::default()
+            },
+            first_seen,
+            last_seen,
+        });
+        people.insert(id, person_with_channels(id, name, email, &kind, None));
+    }
+    (stats, people)
+}
+
+/// The report's rows, seen last first.
+fn visitor_rows(mut rows: Vec<StatRow>, mut people: PeopleWithChannels) -> Vec<ActivityRow> {
+    rows.sort_by(|a, b| {
+        b.last_seen
+            .cmp(&a.last_seen)
+            .then(a.person_id.cmp(&b.person_id))
+    });
+    rows.into_iter()
+        .filter_map(|s| {
+            let (person, mut channels) = people.remove(&s.person_id)?;
+            channels.sort();
+            Some(ActivityRow {
+                person,
+                channels,
+                activity: s.activity,
+                first_seen: s.first_seen,
+                last_seen: s.last_seen,
+            })
+        })
+        .collect()
+}
+
 fn person_with_channels(
     id: PersonId,
     name: Option<String>,
@@ -203,29 +257,55 @@ fn ids_json(ids: &[PersonId]) -> String {
 
 impl Store {
     /// Sessions open now: not ended, and active within the idle timeout.
+    /// Open sessions that interacted within `idle`, latest first: `(total, rows)`. With
+    /// `limit`, only the latest that many rows (a chat summary), counted from the index.
     pub async fn active_sessions(
         &self,
         tenant_id: &str,
         channel: Option<&str>,
         idle: std::time::Duration,
-    ) -> Result<Vec<SessionRow>> {
+        limit: Option<usize>,
+    ) -> Result<(u64, Vec<SessionRow>)> {
         let cutoff = self.now() - idle.as_micros() as i64;
         let channel = channel.unwrap_or("*");
-        with_pool!(self.pool(), p, _d => {
-            let rows = sqlx::query(
-                "select s.id, s.channel, s.auth_method, s.login_id, s.ip, s.started_at, s.last_interaction_at,
+        const ROWS: &str = "select s.id, s.channel, s.auth_method, s.login_id, s.ip, s.started_at, s.last_interaction_at,
                         p.id, p.name, p.email, p.kind
                  from sessions s left join people p on p.id = s.person_id
                  where s.tenant_id = $1 and s.ended_at is null and s.last_interaction_at >= $2
                    and ($3 = '*' or s.channel = $3)
-                 order by s.last_interaction_at desc, s.id desc",
-            )
-            .bind(tenant_id)
-            .bind(cutoff)
-            .bind(channel)
-            .fetch_all(p)
-            .await?;
-            rows.iter()
+                 order by s.last_interaction_at desc, s.id desc";
+        with_pool!(self.pool(), p, _d => {
+            let rows = match limit {
+                None => sqlx::query(ROWS)
+                    .bind(tenant_id)
+                    .bind(cutoff)
+                    .bind(channel)
+                    .fetch_all(p)
+                    .await?,
+                Some(n) => sqlx::query(sqlx::AssertSqlSafe(format!("{ROWS} limit {n}")))
+                    .bind(tenant_id)
+                    .bind(cutoff)
+                    .bind(channel)
+                    .fetch_all(p)
+                    .await?,
+            };
+            let total = match limit {
+                Some(n) if rows.len() >= n => {
+                    let t: i64 = sqlx::query_scalar(
+                        "select count(*) from sessions s
+                         where s.tenant_id = $1 and s.ended_at is null and s.last_interaction_at >= $2
+                           and ($3 = '*' or s.channel = $3)",
+                    )
+                    .bind(tenant_id)
+                    .bind(cutoff)
+                    .bind(channel)
+                    .fetch_one(p)
+                    .await?;
+                    t as u64
+                }
+                _ => rows.len() as u64,
+            };
+            let rows: Result<Vec<SessionRow>> = rows.iter()
                 .map(|r| {
                     let pid: Option<i64> = r.try_get(7)?;
                     let person = match pid {
@@ -252,7 +332,8 @@ impl Store {
                         last_interaction_at: r.try_get(6)?,
                     })
                 })
-                .collect()
+                .collect();
+            Ok((total, rows?))
         })
     }
 
@@ -344,18 +425,13 @@ impl Store {
         tenant_id: &str,
         since: i64,
         channel: Option<&str>,
-    ) -> Result<Vec<ActivityRow>> {
+        limit: Option<usize>,
+    ) -> Result<(u64, Vec<ActivityRow>)> {
         let channel = channel.unwrap_or("*");
-        type Found = (
-            i64,
-            i64,
-            i64,
-            i64,
-            i64,
-            Option<String>,
-            Option<String>,
-            String,
-        );
+        if let Some(n) = limit {
+            return self.latest_visitors(tenant_id, since, channel, n).await;
+        }
+        type Found = VisitorFound;
         static SQL: LazyLock<String> =
             LazyLock::new(|| format!("select {VISITOR_COLUMNS} {VISITORS_FROM}"));
         static SQLITE_SQL: LazyLock<String> = LazyLock::new(|| {
@@ -414,22 +490,7 @@ impl Store {
                 (found, used)
             }
         };
-        let mut stats = Vec::with_capacity(found.len());
-        let mut people: HashMap<PersonId, (PersonRef, Vec<String>)> =
-            HashMap::with_capacity(found.len());
-        for (id, messages_in, sessions, first_seen, last_seen, name, email, kind) in found {
-            stats.push(StatRow {
-                person_id: id,
-                activity: Activity {
-                    messages_in,
-                    sessions,
-                    ..Activity::default()
-                },
-                first_seen,
-                last_seen,
-            });
-            people.insert(id, person_with_channels(id, name, email, &kind, None));
-        }
+        let (stats, mut people) = visitor_stats(found);
         let used = match used {
             Some(used) => used,
             None => {
@@ -455,26 +516,69 @@ impl Store {
                 channels.push(ch);
             }
         }
-        let mut rows = self.in_period(tenant_id, channel, since, stats).await?;
-        rows.sort_by(|a, b| {
-            b.last_seen
-                .cmp(&a.last_seen)
-                .then(a.person_id.cmp(&b.person_id))
+        let rows = self.in_period(tenant_id, channel, since, stats).await?;
+        let rows = visitor_rows(rows, people);
+        Ok((rows.len() as u64, rows))
+    }
+
+    /// The `limit` visitors seen last (a chat summary) and how many there are in all: both
+    /// read from the `person_stats_seen` index, without building everyone's rows.
+    async fn latest_visitors(
+        &self,
+        tenant_id: &str,
+        since: i64,
+        channel: &str,
+        limit: usize,
+    ) -> Result<(u64, Vec<ActivityRow>)> {
+        type Found = VisitorFound;
+        let sql = format!(
+            "select {VISITOR_COLUMNS} {VISITORS_FROM} order by s.last_seen desc, s.person_id limit {limit}"
+        );
+        let (total, found): (i64, Vec<Found>) = with_pool!(self.pool(), p, _d => {
+            let found: Vec<Found> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(tenant_id)
+                .bind(channel)
+                .bind(since)
+                .fetch_all(p)
+                .await?;
+            let total: i64 = if found.len() < limit {
+                found.len() as i64
+            } else {
+                sqlx::query_scalar(
+                    "select count(*) from person_stats s
+                     where s.tenant_id = $1 and s.channel = $2 and s.last_seen >= $3
+                       and (s.last_helped_at is null or s.last_helped_at < $3)",
+                )
+                .bind(tenant_id)
+                .bind(channel)
+                .bind(since)
+                .fetch_one(p)
+                .await?
+            };
+            (total, found)
         });
-        Ok(rows
-            .into_iter()
-            .filter_map(|s| {
-                let (person, mut channels) = people.remove(&s.person_id)?;
-                channels.sort();
-                Some(ActivityRow {
-                    person,
-                    channels,
-                    activity: s.activity,
-                    first_seen: s.first_seen,
-                    last_seen: s.last_seen,
-                })
-            })
-            .collect())
+        let (stats, mut people) = visitor_stats(found);
+        if !stats.is_empty() {
+            let ids: Vec<PersonId> = stats.iter().map(|s| s.person_id).collect();
+            let ids = ids_json(&ids);
+            let json: String = with_pool!(self.pool(), p, d => {
+                sqlx::query_scalar(CHANNELS_BY_IDS.get(d))
+                    .bind(&ids)
+                    .bind(tenant_id)
+                    .bind(since)
+                    .fetch_one(p)
+                    .await?
+            });
+            let used: Vec<(i64, String)> = serde_json::from_str(&json)
+                .map_err(|e| super::StoreError::Database(e.to_string()))?;
+            for (id, ch) in used {
+                if let Some((_, channels)) = people.get_mut(&id) {
+                    channels.push(ch);
+                }
+            }
+        }
+        let rows = self.in_period(tenant_id, channel, since, stats).await?;
+        Ok((total as u64, visitor_rows(rows, people)))
     }
 
     async fn stats_where(
