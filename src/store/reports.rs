@@ -493,23 +493,7 @@ impl Store {
         let (stats, mut people) = visitor_stats(found);
         let used = match used {
             Some(used) => used,
-            None => {
-                let mut used = Vec::new();
-                for chunk in stats.chunks(20_000) {
-                    let ids: Vec<PersonId> = chunk.iter().map(|s| s.person_id).collect();
-                    let ids = ids_json(&ids);
-                    let json: String = with_pool!(self.pool(), p, d => {
-                        sqlx::query_scalar(CHANNELS_BY_IDS.get(d))
-                            .bind(&ids)
-                            .bind(tenant_id)
-                            .bind(since)
-                            .fetch_one(p)
-                            .await?
-                    });
-                    used.extend(serde_json::from_str::<Vec<(i64, String)>>(&json).map_err(decode)?);
-                }
-                used
-            }
+            None => self.channels_used(tenant_id, since, &stats).await?,
         };
         for (id, ch) in used {
             if let Some((_, channels)) = people.get_mut(&id) {
@@ -519,6 +503,33 @@ impl Store {
         let rows = self.in_period(tenant_id, channel, since, stats).await?;
         let rows = visitor_rows(rows, people);
         Ok((rows.len() as u64, rows))
+    }
+
+    /// The channels each of `stats`' people used since `since`: (person, channel).
+    async fn channels_used(
+        &self,
+        tenant_id: &str,
+        since: i64,
+        stats: &[StatRow],
+    ) -> Result<Vec<(PersonId, String)>> {
+        let mut used = Vec::new();
+        for chunk in stats.chunks(20_000) {
+            let ids: Vec<PersonId> = chunk.iter().map(|s| s.person_id).collect();
+            let ids = ids_json(&ids);
+            let json: String = with_pool!(self.pool(), p, d => {
+                sqlx::query_scalar(CHANNELS_BY_IDS.get(d))
+                    .bind(&ids)
+                    .bind(tenant_id)
+                    .bind(since)
+                    .fetch_one(p)
+                    .await?
+            });
+            used.extend(
+                serde_json::from_str::<Vec<(i64, String)>>(&json)
+                    .map_err(|e| super::StoreError::Database(e.to_string()))?,
+            );
+        }
+        Ok(used)
     }
 
     /// The `limit` visitors seen last (a chat summary) and how many there are in all: both
@@ -558,23 +569,9 @@ impl Store {
             (total, found)
         });
         let (stats, mut people) = visitor_stats(found);
-        if !stats.is_empty() {
-            let ids: Vec<PersonId> = stats.iter().map(|s| s.person_id).collect();
-            let ids = ids_json(&ids);
-            let json: String = with_pool!(self.pool(), p, d => {
-                sqlx::query_scalar(CHANNELS_BY_IDS.get(d))
-                    .bind(&ids)
-                    .bind(tenant_id)
-                    .bind(since)
-                    .fetch_one(p)
-                    .await?
-            });
-            let used: Vec<(i64, String)> = serde_json::from_str(&json)
-                .map_err(|e| super::StoreError::Database(e.to_string()))?;
-            for (id, ch) in used {
-                if let Some((_, channels)) = people.get_mut(&id) {
-                    channels.push(ch);
-                }
+        for (id, ch) in self.channels_used(tenant_id, since, &stats).await? {
+            if let Some((_, channels)) = people.get_mut(&id) {
+                channels.push(ch);
             }
         }
         let rows = self.in_period(tenant_id, channel, since, stats).await?;
