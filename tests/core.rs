@@ -639,7 +639,59 @@ async fn chat_summaries_show_the_head_of_the_full_report_and_count_everyone(db: 
     k.stop().await;
 }
 
+async fn many_replays_at_once_are_each_told_apart(db: &TestDb) {
+    let k = Running::start(db).await;
+    let m = |i: usize| {
+        platform(
+            Channel::Slack,
+            &format!("U{i}"),
+            Some(&format!("u{i}@example.org")),
+            &format!("EvMany{i}"),
+            "hello",
+        )
+    };
+    let first: Vec<_> = (0..40)
+        .map(|i| {
+            let core = k.core.clone();
+            let msg = m(i);
+            tokio::spawn(async move { core.handle(msg).await })
+        })
+        .collect();
+    for t in first {
+        assert!(matches!(t.await.unwrap().unwrap(), Outcome::Replies(_)));
+    }
+    // Replays of the even ones and first deliveries of 40 more, all at once: the duplicate
+    // checks are answered together, each for its own id.
+    let mixed: Vec<_> = (0..80)
+        .filter(|i| i % 2 == 0 || *i >= 40)
+        .map(|i| {
+            let core = k.core.clone();
+            let msg = m(i);
+            (i, tokio::spawn(async move { core.handle(msg).await }))
+        })
+        .collect();
+    for (i, t) in mixed {
+        let out = t.await.unwrap().unwrap();
+        if i < 40 {
+            assert_eq!(out, Outcome::Duplicate, "EvMany{i} was answered before");
+        } else {
+            assert!(
+                matches!(out, Outcome::Replies(_)),
+                "EvMany{i} is new: {out:?}"
+            );
+        }
+    }
+    let users = k.report_json("users").await;
+    assert_eq!(users["total"], 80);
+    assert!(
+        rows(&users).iter().all(|r| r["messages_in"] == 1),
+        "each message recorded once: {users}"
+    );
+    k.stop().await;
+}
+
 on_both_backends!(
+    many_replays_at_once_are_each_told_apart,
     chat_summaries_show_the_head_of_the_full_report_and_count_everyone,
     a_long_report_in_chat_offers_every_row_as_a_file,
     a_platform_message_not_recorded_in_an_outage_is_answered_when_retried,

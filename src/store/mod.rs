@@ -325,6 +325,67 @@ pub struct Store {
     kb_cache: Arc<std::sync::Mutex<helpdesk::KbCache>>,
     /// Bumped by every knowledge-base load in this process.
     kb_generation: Arc<std::sync::atomic::AtomicU64>,
+    /// Duplicate checks, answered many at a time (see [`Store::platform_message_seen`]).
+    seen: tokio::sync::mpsc::UnboundedSender<SeenAsk>,
+}
+
+/// One "was this platform message recorded?" question: (tenant, channel, id) and where the
+/// answer goes.
+struct SeenAsk {
+    key: (String, &'static str, String),
+    done: tokio::sync::oneshot::Sender<Result<bool>>,
+}
+
+static SEEN: LazyLock<DialectSql> = LazyLock::new(|| {
+    DialectSql::new(
+        "select {agg} tenant_id, channel, platform_msg_id {/agg} from messages
+         where platform_msg_id is not null
+           and (tenant_id, channel, platform_msg_id) in
+               (select value ->> 0, value ->> 1, value ->> 2 from {rows})",
+    )
+});
+
+/// Answers duplicate checks in batches: whatever questions wait while one query runs go
+/// into the next, so a busy channel costs one query per batch, not one per message.
+async fn answer_seen(pool: Pool, mut rx: tokio::sync::mpsc::UnboundedReceiver<SeenAsk>) {
+    let mut asks = Vec::new();
+    while rx.recv_many(&mut asks, 1024).await > 0 {
+        let keys: Vec<&(String, &'static str, String)> = asks.iter().map(|a| &a.key).collect();
+        let keys = serde_json::to_string(&keys).expect("keys serialise");
+        let found: Result<String> = async {
+            Ok(with_pool!(&pool, p, d => {
+                sqlx::query_scalar(SEEN.get(d)).bind(keys).fetch_one(p).await?
+            }))
+        }
+        .await;
+        let found = found.and_then(|json| {
+            serde_json::from_str::<Vec<(String, String, String)>>(&json)
+                .map_err(|e| StoreError::Database(e.to_string()))
+        });
+        match found {
+            Ok(found) => {
+                let found: std::collections::HashSet<(&str, &str, &str)> = found
+                    .iter()
+                    .map(|(t, c, i)| (t.as_str(), c.as_str(), i.as_str()))
+                    .collect();
+                for a in asks.drain(..) {
+                    let (t, c, i) = &a.key;
+                    let _ = a
+                        .done
+                        .send(Ok(found.contains(&(t.as_str(), *c, i.as_str()))));
+                }
+            }
+            Err(e) => {
+                for a in asks.drain(..) {
+                    let again = match &e {
+                        StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+                        other => StoreError::Database(other.to_string()),
+                    };
+                    let _ = a.done.send(Err(again));
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -389,12 +450,15 @@ impl Store {
                 .map_err(connect_err)?;
             Pool::Postgres(pool)
         };
+        let (seen, asks) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(answer_seen(pool.clone(), asks));
         Ok(Store {
             pool,
             clock,
             window_threshold: Arc::new(std::sync::atomic::AtomicUsize::new(2000)),
             kb_cache: Arc::default(),
             kb_generation: Arc::default(),
+            seen,
         })
     }
 
@@ -1014,18 +1078,14 @@ impl Store {
         channel: Channel,
         id: &str,
     ) -> Result<bool> {
-        with_pool!(&self.pool, p, _d => {
-            let n: i64 = sqlx::query_scalar(
-                "select count(*) from messages
-                 where tenant_id = $1 and channel = $2 and platform_msg_id = $3 and platform_msg_id is not null",
-            )
-            .bind(tenant_id)
-            .bind(channel.as_str())
-            .bind(id)
-            .fetch_one(p)
-            .await?;
-            Ok(n > 0)
-        })
+        let (done, answer) = tokio::sync::oneshot::channel();
+        self.seen
+            .send(SeenAsk {
+                key: (tenant_id.to_string(), channel.as_str(), id.to_string()),
+                done,
+            })
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
     }
 }
 
