@@ -261,7 +261,52 @@ async fn connect(pool: &Pool) -> Result<Conn> {
 /// How long the writer keeps its connection while nothing is queued.
 const KEEP_CONN: std::time::Duration = std::time::Duration::from_millis(50);
 
+/// How often the SQLite checkpointer copies committed pages from the WAL to the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+/// WAL frames (pages) past which the checkpointer starts the WAL over.
+const RESTART_FRAMES: i64 = 4000;
+
+/// SQLite: committed pages are copied from the WAL back to the database by this task, beside
+/// the writer rather than in its commits (with `synchronous=normal` a checkpoint syncs the WAL
+/// and the database file: two fsyncs every commit would otherwise wait for once the WAL passes
+/// `wal_autocheckpoint`). A passive checkpoint never blocks the writer or readers.
+fn start_checkpointer(pool: &Pool) -> Option<tokio::task::JoinHandle<()>> {
+    let Pool::Sqlite(p) = pool else { return None };
+    let p = p.clone();
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if p.is_closed() {
+                break;
+            }
+            // (busy, frames in the WAL, frames copied back)
+            match sqlx::query_as::<_, (i64, i64, i64)>("pragma wal_checkpoint(passive)")
+                .fetch_one(&p)
+                .await
+            {
+                // Everything is copied back, but a busy writer keeps appending to the WAL
+                // instead of starting it over: a restart (it waits for the writer's current
+                // commit, and costs little now that the copying is done) keeps the file short.
+                Ok((busy, frames, copied)) if frames >= RESTART_FRAMES => {
+                    tracing::trace!(busy, frames, copied, "checkpoint: restarting the WAL");
+                    if let Err(e) = sqlx::query("pragma wal_checkpoint(restart)")
+                        .execute(&p)
+                        .await
+                    {
+                        tracing::debug!(error = %e, "checkpoint restart");
+                    }
+                }
+                Ok((busy, frames, copied)) => tracing::trace!(busy, frames, copied, "checkpoint"),
+                Err(e) => tracing::debug!(error = %e, "checkpoint"),
+            }
+        }
+    }))
+}
+
 async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
+    let checkpointer = start_checkpointer(&pool);
     let mut ops = Vec::with_capacity(batch_max);
     let mut conn: Option<Conn> = None;
     loop {
@@ -322,6 +367,9 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
         for f in flushes {
             let _ = f.send(());
         }
+    }
+    if let Some(c) = checkpointer {
+        c.abort();
     }
     if let Pool::Sqlite(p) = &pool {
         let _ = sqlx::query("pragma wal_checkpoint(truncate)")

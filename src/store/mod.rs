@@ -431,7 +431,12 @@ impl Store {
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
                 .pragma("cache_size", "-32000")
-                .pragma("temp_store", "memory");
+                .pragma("temp_store", "memory")
+                // The group-commit writer's checkpointer keeps the WAL short; this is the
+                // backstop should it fall behind (80 MB of 4 KB pages).
+                .pragma("wal_autocheckpoint", "20000")
+                // A WAL started over is cut back to this size.
+                .pragma("journal_size_limit", "67108864");
             let pool = SqlitePoolOptions::new()
                 .max_connections(max_connections.max(2))
                 .min_connections(1)
