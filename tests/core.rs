@@ -708,3 +708,44 @@ on_both_backends!(
     nothing_is_visible_across_tenants,
     a_database_outage_is_a_retryable_error_and_records_nothing,
 );
+
+/// SQLite: what Koji commits reaches the database file itself while Koji keeps running, not
+/// only its write-ahead log (the checkpointer beside the writer copies it back), so the log
+/// stays short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_exchanges_reach_the_database_file_while_koji_runs() {
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+    let db = TestDb::sqlite().await;
+    let k = Running::start(&db).await;
+    for i in 0..20 {
+        k.say(&format!("w{i}@example.org"), "hello").await;
+    }
+    // `immutable` reads the main file only: nothing of the write-ahead log.
+    let file_only = sqlx::sqlite::SqliteConnectOptions::from_str(&db.url)
+        .unwrap()
+        .read_only(true)
+        .immutable(true);
+    let mut in_file = 0i64;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        // A page being copied at that moment may read torn: try again.
+        if let Ok(mut c) = file_only.connect().await {
+            if let Ok(n) = sqlx::query_scalar::<_, i64>("select count(*) from messages")
+                .fetch_one(&mut c)
+                .await
+            {
+                in_file = n;
+            }
+        }
+        if in_file >= 40 {
+            break;
+        }
+    }
+    assert!(
+        in_file >= 40,
+        "20 exchanges (40 messages) committed, {in_file} in the database file"
+    );
+    k.stop().await;
+    db.cleanup().await;
+}
