@@ -730,13 +730,12 @@ async fn sqlite_exchanges_reach_the_database_file_while_koji_runs() {
     for _ in 0..50 {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         // A page being copied at that moment may read torn: try again.
-        if let Ok(mut c) = file_only.connect().await {
-            if let Ok(n) = sqlx::query_scalar::<_, i64>("select count(*) from messages")
+        if let Ok(mut c) = file_only.connect().await
+            && let Ok(n) = sqlx::query_scalar::<_, i64>("select count(*) from messages")
                 .fetch_one(&mut c)
                 .await
-            {
-                in_file = n;
-            }
+        {
+            in_file = n;
         }
         if in_file >= 40 {
             break;
