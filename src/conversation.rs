@@ -336,6 +336,15 @@ impl Core {
         self.tenants.read().expect("tenants").get(id).copied()
     }
 
+    /// The tenant `id`, made known to this process from `config` if it is not yet (a tenant
+    /// installed at run time, possibly by another replica).
+    pub fn tenant_or_add(&self, id: &str, config: impl FnOnce() -> TenantConfig) -> &TenantRuntime {
+        match self.tenant(id) {
+            Some(t) => t,
+            None => self.add_tenant(&config()),
+        }
+    }
+
     /// Makes a tenant known to this process (a no-op when it already is); its runtime.
     pub fn add_tenant(&self, config: &TenantConfig) -> &TenantRuntime {
         let mut tenants = self.tenants.write().expect("tenants");

@@ -86,9 +86,7 @@ impl DiscordPort for Core {
             }
         };
         // Created here or by another replica: make it known to this process.
-        if self.tenant(&stored.tenant_id).is_none() {
-            self.add_tenant(&guild_tenant_config(&stored));
-        }
+        self.tenant_or_add(&stored.tenant_id, || guild_tenant_config(&stored));
         Ok(GuildState {
             tenant_id: stored.tenant_id,
             owner_recorded: stored.owner_user_id.is_some(),

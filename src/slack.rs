@@ -113,10 +113,7 @@ impl Core {
             .slack_install(team)
             .await
             .map_err(|e| ConversationError::Unavailable(e.to_string()))?;
-        Ok(install.map(|i| match self.tenant(&i.tenant_id) {
-            Some(t) => t,
-            None => self.add_tenant(&installed_tenant_config(&i)),
-        }))
+        Ok(install.map(|i| self.tenant_or_add(&i.tenant_id, || installed_tenant_config(&i))))
     }
 }
 
@@ -234,13 +231,12 @@ impl SlackPort for Core {
             .map_err(unavailable)?;
         // The installer now holds `admin`: whoever this process remembers is looked up afresh.
         self.forget_speakers();
-        let tenant = match self.tenant(&tenant_id) {
-            Some(t) => t,
-            None => self.add_tenant(&installed_tenant_config(&SlackInstall {
+        let tenant = self.tenant_or_add(&tenant_id, || {
+            installed_tenant_config(&SlackInstall {
                 tenant_id: tenant_id.clone(),
                 ..row
-            })),
-        };
+            })
+        });
         Ok(Installed {
             tenant_id,
             tenant_name: tenant.name.clone(),

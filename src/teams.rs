@@ -56,10 +56,7 @@ impl Core {
             return Ok(None);
         };
         let install = self.store.teams_install(azure).await.map_err(unavailable)?;
-        Ok(install.map(|i| match self.tenant(&i.tenant_id) {
-            Some(t) => t,
-            None => self.add_tenant(&installed_tenant_config(&i)),
-        }))
+        Ok(install.map(|i| self.tenant_or_add(&i.tenant_id, || installed_tenant_config(&i))))
     }
 }
 
@@ -100,13 +97,12 @@ impl TeamsPort for Core {
             .map_err(unavailable)?;
         // The installer's identity may be cached as a customer's: look again.
         self.forget_speakers();
-        let tenant = match self.tenant(&tenant_id) {
-            Some(t) => t,
-            None => self.add_tenant(&installed_tenant_config(&InstallRow {
+        let tenant = self.tenant_or_add(&tenant_id, || {
+            installed_tenant_config(&InstallRow {
                 tenant_id: tenant_id.clone(),
                 ..row
-            })),
-        };
+            })
+        });
         Ok(tenant.name.clone())
     }
 }
