@@ -411,6 +411,8 @@ async fn seed(config: Config, exchanges: u64, people: u64, days: u64) -> anyhow:
     for rx in inflight.drain(..) {
         rx.await??;
     }
+    // The rollups too, before the time is taken.
+    writer.flush().await?;
     let _ = written;
     println!(
         "seed [{backend}]: {exchanges} exchanges from {people} people over {days} days in {:.1}s",

@@ -1796,10 +1796,28 @@ impl Core {
                     } => {
                         let since = since_of(since);
                         let summary = summary_rows.filter(|_| format == Format::Text);
-                        let (total, rows) = self
+                        // Whoever asks is being helped by this very command (recorded with
+                        // its answer): not a visitor, even if it is the first thing they say.
+                        let asker = match actor {
+                            Actor::Person { person, .. } => Some(person.id),
+                            _ => None,
+                        };
+                        let (mut total, mut rows) = self
                             .store
-                            .visitors_report(tid, since, channel.map(|c| c.as_str()), summary)
+                            .visitors_report(
+                                tid,
+                                since,
+                                channel.map(|c| c.as_str()),
+                                summary.map(|n| n + 1),
+                            )
                             .await?;
+                        if let Some(i) = rows.iter().position(|r| Some(r.person.id) == asker) {
+                            rows.remove(i);
+                            total -= 1;
+                        }
+                        if let Some(n) = summary {
+                            rows.truncate(n);
+                        }
                         let mut r =
                             self.report(tid, now, Some(since), total, ReportBody::Visitors(rows));
                         r.rows_in_full = summary.map(|_| total);

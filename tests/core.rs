@@ -76,6 +76,12 @@ async fn people_who_only_made_small_talk_are_visitors(db: &TestDb) {
         row_of(&v, "alice@acme.test").is_none(),
         "alice asked something"
     );
+    // An admin whose very first words are the command is being helped by it: not a visitor.
+    let answer = k.say_text("admin@acme.test", "/koji visitors").await;
+    assert!(answer.contains("bob@example.org"), "{answer}");
+    assert!(!answer.contains("admin@acme.test"), "{answer}");
+    let v = k.report_json("visitors").await;
+    assert_eq!(v["total"], 1, "{v}");
     k.stop().await;
 }
 
@@ -690,7 +696,61 @@ async fn many_replays_at_once_are_each_told_apart(db: &TestDb) {
     k.stop().await;
 }
 
+/// Many conversations at once: the group commit takes them in big batches (SQLite then rolls
+/// the figures up after the fact), and the reports still count every message exactly.
+async fn a_burst_of_conversations_is_counted_exactly(db: &TestDb) {
+    let k = Running::start(db).await;
+    let mut tasks = Vec::new();
+    for c in 0..120 {
+        let core = k.core.clone();
+        tasks.push(tokio::spawn(async move {
+            for text in [
+                "hello",
+                "How do I connect to the VPN? error 0x800F081F",
+                "thanks",
+            ] {
+                core.handle(common::console(&format!("b{c}@example.org"), text))
+                    .await
+                    .expect("handled");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("conversation");
+    }
+    let users = k.report_json("users --format json").await;
+    assert_eq!(users["total"], 120, "{users}");
+    let total: i64 = rows(&users)
+        .iter()
+        .map(|r| r["messages"].as_i64().expect("messages"))
+        .sum();
+    assert_eq!(total, 120 * 6);
+    for c in [0, 57, 119] {
+        let row = row_of(&users, &format!("b{c}@example.org")).expect("listed");
+        assert_eq!(row["messages_in"], 3, "{row}");
+        assert_eq!(row["messages"], 6, "{row}");
+        assert_eq!(row["sessions"], 1, "{row}");
+    }
+    let user = k.report_json("user b57@example.org").await;
+    let history = user["history"].as_array().expect("history");
+    assert_eq!(history.len(), 6);
+    assert_eq!(history[5]["text"], "hello");
+    assert_eq!(history[1]["text"], "thanks");
+    let interests = user["interests"].as_array().expect("interests");
+    assert!(
+        interests
+            .iter()
+            .any(|i| i["type"] == "term" && i["value"] == "VPN" && i["count"] == 1),
+        "{interests:?}"
+    );
+    // Everyone asked something: nobody is a visitor.
+    let visitors = k.report_json("visitors --format json").await;
+    assert_eq!(visitors["total"], 0, "{visitors}");
+    k.stop().await;
+}
+
 on_both_backends!(
+    a_burst_of_conversations_is_counted_exactly,
     many_replays_at_once_are_each_told_apart,
     chat_summaries_show_the_head_of_the_full_report_and_count_everyone,
     a_long_report_in_chat_offers_every_row_as_a_file,
@@ -745,6 +805,215 @@ async fn sqlite_exchanges_reach_the_database_file_while_koji_runs() {
         in_file >= 40,
         "20 exchanges (40 messages) committed, {in_file} in the database file"
     );
+    k.stop().await;
+    db.cleanup().await;
+}
+
+/// The ids and session of the person with this email, for writing messages as Koji would.
+async fn ids_of(pool: &sqlx::SqlitePool, email: &str) -> (i64, i64, i64) {
+    sqlx::query_as(
+        "select p.id, i.id, s.id from people p join identities i on i.person_id = p.id
+         join sessions s on s.identity_id = i.id where p.email = $1",
+    )
+    .bind(email)
+    .fetch_one(pool)
+    .await
+    .expect("person, identity and session")
+}
+
+fn inbound_row(
+    ids: (i64, i64, i64),
+    text: &str,
+    entities: Vec<koji::nlu::Entity>,
+) -> koji::store::MessageRow {
+    koji::store::MessageRow {
+        tenant_id: "acme".into(),
+        session_id: ids.2,
+        person_id: Some(ids.0),
+        identity_id: ids.1,
+        channel: Channel::Console,
+        direction: koji::store::Direction::In,
+        text: text.into(),
+        intent: Some("question".into()),
+        specific: true,
+        entities,
+        actions: Vec::new(),
+        platform_msg_id: None,
+        at: common::T0 + 60_000_000,
+    }
+}
+
+/// SQLite: two processes on one database file (`koji serve` and `koji chat`, say) each write
+/// messages; the rollups each brings up to date count both, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_rollups_count_what_another_process_wrote() {
+    let db = TestDb::sqlite().await;
+    let k1 = Running::start(&db).await;
+    let k2 = Running::start_on(&db, "", k1.clock.clone()).await;
+    let mut tasks = Vec::new();
+    for c in 0..40 {
+        let core = if c % 2 == 0 {
+            k1.core.clone()
+        } else {
+            k2.core.clone()
+        };
+        tasks.push(tokio::spawn(async move {
+            for text in ["hello", "Outlook keeps asking for my password", "thanks"] {
+                core.handle(common::console(&format!("m{}@example.org", c % 10), text))
+                    .await
+                    .expect("handled");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("conversation");
+    }
+    let koji::store::Pool::Sqlite(lite) = k1.core.store.pool() else {
+        unreachable!()
+    };
+    for k in [&k1, &k2] {
+        let users = k.report_json("users --format json").await;
+        assert_eq!(users["total"], 10, "{users}");
+        for c in 0..10 {
+            let email = format!("m{c}@example.org");
+            let row = row_of(&users, &email).expect("listed");
+            // Four conversations per person, three messages each; and every reply.
+            assert_eq!(row["messages_in"], 12, "{row}");
+            let recorded: i64 = sqlx::query_scalar(
+                "select count(*) from messages m join people p on p.id = m.person_id where p.email = $1",
+            )
+            .bind(&email)
+            .fetch_one(lite)
+            .await
+            .expect("count");
+            assert!(recorded > 12);
+            assert_eq!(row["messages"], recorded, "{row}");
+        }
+        let user = k.report_json("user m3@example.org --history 100").await;
+        let recorded = row_of(&users, "m3@example.org").expect("m3")["messages"].clone();
+        assert_eq!(
+            serde_json::json!(user["history"].as_array().expect("history").len()),
+            recorded
+        );
+        let outlook = user["interests"]
+            .as_array()
+            .expect("interests")
+            .iter()
+            .find(|i| i["value"] == "Outlook")
+            .cloned();
+        assert_eq!(outlook.expect("Outlook")["count"], 4);
+    }
+    k2.stop().await;
+    k1.stop().await;
+    db.cleanup().await;
+}
+
+/// SQLite: a person erased while figures of their last messages wait to be rolled up does
+/// not come back in the rollups (figures, interests, the index of their messages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_an_erased_person_does_not_come_back_in_the_rollups() {
+    use koji::store::{BatchWriter, Pool, RollPolicy};
+    let db = TestDb::sqlite().await;
+    let k = Running::start(&db).await;
+    k.say("p@example.org", "hello").await;
+    k.say("q@example.org", "hello").await;
+    let pool = k.core.store.pool().clone();
+    let Pool::Sqlite(lite) = &pool else {
+        unreachable!()
+    };
+    let (p, q) = (
+        ids_of(lite, "p@example.org").await,
+        ids_of(lite, "q@example.org").await,
+    );
+    // A writer that holds the figures back until it is flushed.
+    let (writer, task) = BatchWriter::start_with(pool.clone(), 64, RollPolicy::on_flush_only());
+    let secret = koji::nlu::Entity {
+        kind: "email".into(),
+        value: "p.private@example.org".into(),
+    };
+    writer
+        .write(
+            vec![inbound_row(p, "mail p.private@example.org", vec![secret])],
+            false,
+        )
+        .await
+        .expect("p's message");
+    writer
+        .write(vec![inbound_row(q, "my VPN", Vec::new())], false)
+        .await
+        .expect("q's message");
+    let person = k
+        .core
+        .store
+        .find_person("acme", "p@example.org")
+        .await
+        .expect("lookup")
+        .expect("p");
+    let by = koji::store::people::Acting {
+        label: "operator".into(),
+        person_id: None,
+        channel: Channel::Console,
+    };
+    k.core
+        .store
+        .erase_person("acme", &person, &by)
+        .await
+        .expect("erase")
+        .expect("allowed");
+    writer.flush().await.expect("rolled up");
+    let count = |sql: &'static str, id: i64| {
+        let lite = lite.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .bind(id)
+                .fetch_one(&lite)
+                .await
+                .expect("count")
+        }
+    };
+    assert_eq!(
+        count(
+            "select count(*) from person_stats where person_id = $1",
+            p.0
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count("select count(*) from person_days where person_id = $1", p.0).await,
+        0
+    );
+    assert_eq!(
+        count("select count(*) from interests where person_id = $1", p.0).await,
+        0
+    );
+    assert_eq!(
+        count(
+            "select count(*) from person_messages where person_id = $1",
+            p.0
+        )
+        .await,
+        0
+    );
+    // q's message held back by the same writer is counted.
+    assert_eq!(
+        count(
+            "select messages_in from person_stats where person_id = $1 and channel = '*'",
+            q.0
+        )
+        .await,
+        2
+    );
+    assert_eq!(
+        count(
+            "select count(*) from person_messages where person_id = $1",
+            q.0
+        )
+        .await,
+        3
+    );
+    drop(writer);
+    task.await.expect("writer stops");
     k.stop().await;
     db.cleanup().await;
 }

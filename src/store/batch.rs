@@ -3,6 +3,11 @@
 //! in one transaction and only then answers each caller. A caller that has its answer knows
 //! its exchange is durable; many callers share one commit.
 //!
+//! Rollups: PostgreSQL adds each batch's figures in the batch's own transaction. SQLite rolls
+//! them up from the messages after a cursor (migration 0011) — in the same transaction when
+//! the batch is small, about once a second under load, and whenever someone flushes (every
+//! report does) — so a busy person's hundred messages cost one upsert instead of a hundred.
+//!
 //! A platform message id is claimed in the same transaction as its message: a second message
 //! with the same id (a retry, possibly on another replica) is reported as a duplicate and
 //! nothing of it is written.
@@ -97,6 +102,18 @@ macro_rules! from_rows {
     };
 }
 
+/// Rollup rows for people that still exist: SQLite adds a window's figures after the fact,
+/// and whoever was erased meanwhile must not come back as figures and interests.
+macro_rules! from_live_rows {
+    ($cols:literal) => {
+        concat!(
+            " select ",
+            $cols,
+            " from {rows} where exists (select 1 from people where people.id = cast(value ->> 1 as bigint))"
+        )
+    };
+}
+
 macro_rules! message_insert {
     ($tail:literal) => {
         concat!(
@@ -115,25 +132,21 @@ static CLAIMS: LazyLock<DialectSql> = LazyLock::new(|| {
     ))
 });
 
-static DAYS: LazyLock<DialectSql> = LazyLock::new(|| {
-    DialectSql::new(concat!(
-        "insert into person_days (tenant_id, person_id, day, channel, messages_in, messages_out, specific_in, actions, help_actions)",
-        from_rows!(
-            "value ->> 0, cast(value ->> 1 as bigint), cast(value ->> 2 as bigint), value ->> 3, cast(value ->> 4 as bigint), cast(value ->> 5 as bigint), cast(value ->> 6 as bigint), cast(value ->> 7 as bigint), cast(value ->> 8 as bigint)"
-        ),
+/// The upsert that adds a batch's (or a rolled-up tail's) figures to `person_days`.
+macro_rules! days_upsert {
+    () => {
         " on conflict (tenant_id, person_id, day, channel) do update set
       messages_in = person_days.messages_in + excluded.messages_in,
       messages_out = person_days.messages_out + excluded.messages_out,
       specific_in = person_days.specific_in + excluded.specific_in,
       actions = person_days.actions + excluded.actions,
       help_actions = person_days.help_actions + excluded.help_actions"
-    ))
-});
+    };
+}
 
-static STATS: LazyLock<DialectSql> = LazyLock::new(|| {
-    DialectSql::new(concat!(
-        "insert into person_stats (tenant_id, person_id, channel, messages, messages_in, messages_out, specific_in, actions, help_actions, first_seen, last_seen, last_helped_at)",
-        from_rows!("value ->> 0, cast(value ->> 1 as bigint), value ->> 2, cast(value ->> 3 as bigint), cast(value ->> 4 as bigint), cast(value ->> 5 as bigint), cast(value ->> 6 as bigint), cast(value ->> 7 as bigint), cast(value ->> 8 as bigint), cast(value ->> 9 as bigint), cast(value ->> 10 as bigint), cast(value ->> 11 as bigint)"),
+/// The upsert that adds figures to `person_stats`.
+macro_rules! stats_upsert {
+    () => {
         " on conflict (tenant_id, person_id, channel) do update set
       messages = person_stats.messages + excluded.messages,
       messages_in = person_stats.messages_in + excluded.messages_in,
@@ -145,18 +158,161 @@ static STATS: LazyLock<DialectSql> = LazyLock::new(|| {
       last_seen = case when excluded.last_seen > person_stats.last_seen then excluded.last_seen else person_stats.last_seen end,
       last_helped_at = case when person_stats.last_helped_at is null or excluded.last_helped_at > person_stats.last_helped_at
                             then coalesce(excluded.last_helped_at, person_stats.last_helped_at) else person_stats.last_helped_at end"
-    ))
-});
+    };
+}
 
-static INTERESTS: LazyLock<DialectSql> = LazyLock::new(|| {
-    DialectSql::new(concat!(
-        "insert into interests (tenant_id, person_id, kind, value, count, last_at)",
-        from_rows!("value ->> 0, cast(value ->> 1 as bigint), value ->> 2, value ->> 3, cast(value ->> 4 as bigint), cast(value ->> 5 as bigint)"),
+/// The upsert that adds mentions to `interests`.
+macro_rules! interests_upsert {
+    () => {
         " on conflict (person_id, kind, value) do update set
       count = interests.count + excluded.count,
       last_at = case when excluded.last_at > interests.last_at then excluded.last_at else interests.last_at end"
-    ))
-});
+    };
+}
+
+macro_rules! days_insert {
+    ($rows:ident) => {
+        concat!(
+            "insert into person_days (tenant_id, person_id, day, channel, messages_in, messages_out, specific_in, actions, help_actions)",
+            $rows!("value ->> 0, cast(value ->> 1 as bigint), cast(value ->> 2 as bigint), value ->> 3, cast(value ->> 4 as bigint), cast(value ->> 5 as bigint), cast(value ->> 6 as bigint), cast(value ->> 7 as bigint), cast(value ->> 8 as bigint)"),
+            days_upsert!()
+        )
+    };
+}
+
+macro_rules! stats_insert {
+    ($rows:ident) => {
+        concat!(
+            "insert into person_stats (tenant_id, person_id, channel, messages, messages_in, messages_out, specific_in, actions, help_actions, first_seen, last_seen, last_helped_at)",
+            $rows!("value ->> 0, cast(value ->> 1 as bigint), value ->> 2, cast(value ->> 3 as bigint), cast(value ->> 4 as bigint), cast(value ->> 5 as bigint), cast(value ->> 6 as bigint), cast(value ->> 7 as bigint), cast(value ->> 8 as bigint), cast(value ->> 9 as bigint), cast(value ->> 10 as bigint), cast(value ->> 11 as bigint)"),
+            stats_upsert!()
+        )
+    };
+}
+
+macro_rules! interests_insert {
+    ($rows:ident) => {
+        concat!(
+            "insert into interests (tenant_id, person_id, kind, value, count, last_at)",
+            $rows!("value ->> 0, cast(value ->> 1 as bigint), value ->> 2, value ->> 3, cast(value ->> 4 as bigint), cast(value ->> 5 as bigint)"),
+            interests_upsert!()
+        )
+    };
+}
+
+static DAYS: LazyLock<DialectSql> = LazyLock::new(|| DialectSql::new(days_insert!(from_rows)));
+static STATS: LazyLock<DialectSql> = LazyLock::new(|| DialectSql::new(stats_insert!(from_rows)));
+static INTERESTS: LazyLock<DialectSql> =
+    LazyLock::new(|| DialectSql::new(interests_insert!(from_rows)));
+static LIVE_DAYS: LazyLock<DialectSql> =
+    LazyLock::new(|| DialectSql::new(days_insert!(from_live_rows)));
+static LIVE_STATS: LazyLock<DialectSql> =
+    LazyLock::new(|| DialectSql::new(stats_insert!(from_live_rows)));
+static LIVE_INTERESTS: LazyLock<DialectSql> =
+    LazyLock::new(|| DialectSql::new(interests_insert!(from_live_rows)));
+
+/// The messages a SQLite catch-up rolls up: everything after the cursor (migration 0011).
+macro_rules! tail {
+    ($cols:literal) => {
+        concat!(
+            "select ",
+            $cols,
+            " from messages where id > (select message_id from rollup_cursor) and person_id is not null"
+        )
+    };
+}
+
+/// SQLite: brings the rollups and `person_messages` up to date from the messages after the
+/// cursor, then moves the cursor past them, in the caller's write transaction. The figures are the ones
+/// [`Counts::add`] keeps for PostgreSQL (the same rules, written once more in SQL).
+const CATCH_UP: [&str; 5] = [
+    concat!(
+        "insert into person_stats (tenant_id, person_id, channel, messages, messages_in, messages_out, specific_in, actions, help_actions, first_seen, last_seen, last_helped_at)
+         select tenant_id, person_id, ch, count(*), sum(direction = 'in'), sum(direction = 'out'), sum(direction = 'in' and specific <> 0),
+                sum(n_actions), sum(n_help), min(at), max(at),
+                max(case when (direction = 'in' and specific <> 0) or n_help > 0 then at end)
+         from (",
+        tail!("tenant_id, person_id, channel as ch, direction, specific, n_actions, n_help, at"),
+        " union all ",
+        tail!("tenant_id, person_id, '*', direction, specific, n_actions, n_help, at"),
+        ") where true group by tenant_id, person_id, ch",
+        stats_upsert!()
+    ),
+    concat!(
+        "insert into person_days (tenant_id, person_id, day, channel, messages_in, messages_out, specific_in, actions, help_actions)
+         select tenant_id, person_id, day, ch, sum(direction = 'in'), sum(direction = 'out'), sum(direction = 'in' and specific <> 0),
+                sum(n_actions), sum(n_help)
+         from (",
+        tail!("tenant_id, person_id, at / 86400000000 as day, channel as ch, direction, specific, n_actions, n_help"),
+        " union all ",
+        tail!("tenant_id, person_id, at / 86400000000, '*', direction, specific, n_actions, n_help"),
+        ") where true group by tenant_id, person_id, day, ch",
+        days_upsert!()
+    ),
+    concat!(
+        "insert into interests (tenant_id, person_id, kind, value, count, last_at)
+         select m.tenant_id, m.person_id, e.value ->> 'type', e.value ->> 'value', count(*), max(m.at)
+         from (",
+        tail!("tenant_id, person_id, entities, at"),
+        " and direction = 'in' and entities is not null) as m, json_each(m.entities) as e
+         where true group by m.tenant_id, m.person_id, e.value ->> 'type', e.value ->> 'value'",
+        interests_upsert!()
+    ),
+    concat!(
+        "insert into person_messages (person_id, at, message_id) ",
+        tail!("person_id, at, id"),
+        " order by person_id, at, id"
+    ),
+    "update rollup_cursor set message_id = max(message_id, (select coalesce(max(id), 0) from messages))",
+];
+
+const MAX_ID: &str = "select coalesce(max(id), 0) from messages";
+
+/// SQLite, in a write transaction `$tx`: brings the rollups and `person_messages` up to date
+/// with every message after the cursor. When those are exactly the messages whose figures
+/// `$pending` holds, the figures are added as they are; otherwise (another process wrote or
+/// rolled up meanwhile, a commit failed, Koji restarted after a crash) they are recomputed
+/// from the messages.
+macro_rules! roll_up {
+    ($tx:ident, $pending:expr) => {{
+        let pending: &Pending = $pending;
+        let cursor: i64 = sqlx::query_scalar("select message_id from rollup_cursor")
+            .fetch_one(&mut *$tx)
+            .await?;
+        let max: i64 = sqlx::query_scalar(MAX_ID).fetch_one(&mut *$tx).await?;
+        let ours = !pending.spoiled
+            && match pending.range {
+                Some((start, end)) => start == cursor && end == max,
+                None => cursor == max,
+            };
+        if ours {
+            if cursor != max {
+                for (sql, rows) in pending.deltas.statements(true) {
+                    sqlx::query(sqlx::AssertSqlSafe(sql.get(&SQLITE)))
+                        .bind(rows)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+                for sql in &CATCH_UP[3..] {
+                    sqlx::query(*sql).execute(&mut *$tx).await?;
+                }
+            }
+        } else {
+            tracing::debug!(
+                cursor,
+                max,
+                "rollups: recomputing the tail from the messages"
+            );
+            for sql in CATCH_UP {
+                sqlx::query(sql).execute(&mut *$tx).await?;
+            }
+        }
+    }};
+}
+
+/// SQLite: whether messages after the cursor wait to be rolled up.
+const TAIL_WAITS: &str =
+    "select exists (select 1 from messages where id > (select message_id from rollup_cursor))";
 
 static TOUCHES: LazyLock<DialectSql> = LazyLock::new(|| {
     DialectSql::new(
@@ -190,8 +346,17 @@ impl BatchWriter {
     /// Starts the writer task. It stops when every handle is dropped, after committing what
     /// was queued.
     pub fn start(pool: Pool, batch_max: usize) -> (BatchWriter, tokio::task::JoinHandle<()>) {
+        Self::start_with(pool, batch_max, RollPolicy::default())
+    }
+
+    /// Like [`BatchWriter::start`], with SQLite's rollups brought up to date as `policy` says.
+    pub fn start_with(
+        pool: Pool,
+        batch_max: usize,
+        policy: RollPolicy,
+    ) -> (BatchWriter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(batch_max.max(1) * 8);
-        let task = tokio::spawn(run(pool, rx, batch_max.max(1)));
+        let task = tokio::spawn(run(pool, rx, batch_max.max(1), policy));
         (BatchWriter { tx }, task)
     }
 
@@ -234,7 +399,8 @@ impl BatchWriter {
         Ok(rx)
     }
 
-    /// Returns once everything queued before it is committed.
+    /// Returns once everything queued before it is committed and, on SQLite, the rollups
+    /// are up to date with every committed message (also another process's).
     pub async fn flush(&self) -> Result<()> {
         let (done, rx) = oneshot::channel();
         self.tx
@@ -305,10 +471,106 @@ fn start_checkpointer(pool: &Pool) -> Option<tokio::task::JoinHandle<()>> {
     }))
 }
 
-async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
+/// SQLite: when the writer brings the rollups up to date besides every flush (reports and
+/// exports flush first, so they never see a lag).
+#[derive(Debug, Clone, Copy)]
+pub struct RollPolicy {
+    /// A group commit of at most this many writes also rolls up: under light load every
+    /// commit does, so the rollups never lag.
+    pub with_batches_up_to: usize,
+    /// Under load, at least this often. Each roll-up upserts once per person, channel and
+    /// day however many messages they sent since the last: that is the saving. Another
+    /// process reading the file meanwhile may see rollups up to this much behind.
+    pub every: std::time::Duration,
+    /// When nothing is queued for a moment.
+    pub when_idle: bool,
+}
+
+impl Default for RollPolicy {
+    fn default() -> Self {
+        RollPolicy {
+            with_batches_up_to: 16,
+            every: std::time::Duration::from_millis(1000),
+            when_idle: true,
+        }
+    }
+}
+
+impl RollPolicy {
+    /// Only when someone flushes (tests use it to hold figures back on purpose).
+    pub fn on_flush_only() -> Self {
+        RollPolicy {
+            with_batches_up_to: 0,
+            every: std::time::Duration::MAX,
+            when_idle: false,
+        }
+    }
+}
+
+/// What the writer knows of the rollups.
+struct Rollups {
+    /// Whether this dialect rolls up from a cursor (SQLite) instead of in each exchange's
+    /// transaction (PostgreSQL).
+    deferred: bool,
+    policy: RollPolicy,
+    last: std::time::Instant,
+    /// This writer committed messages since its last catch-up.
+    behind: bool,
+    pending: Pending,
+}
+
+/// SQLite: the rollup figures of the messages this writer committed since the last roll-up,
+/// and which ids those messages have, so a roll-up can add them without reading them back.
+#[derive(Default)]
+struct Pending {
+    deltas: Deltas,
+    /// Max message id before our first un-rolled commit, and after our last.
+    range: Option<(i64, i64)>,
+    /// Something else wrote messages between ours, or a commit failed: the figures are
+    /// recomputed from the messages table instead.
+    spoiled: bool,
+}
+
+impl Pending {
+    /// Our commit wrote the messages after `before` up to `end`.
+    fn committed(&mut self, before: i64, end: i64) {
+        self.range = match self.range {
+            None => Some((before, end)),
+            Some((start, last)) => {
+                if before != last {
+                    self.spoiled = true;
+                }
+                Some((start, end))
+            }
+        };
+    }
+
+    fn reset(&mut self) {
+        *self = Pending::default();
+    }
+}
+
+impl Rollups {
+    /// Whether a commit of `writes` writes should also roll up.
+    fn due(&self, writes: usize, flushing: bool) -> bool {
+        self.deferred
+            && (flushing
+                || writes <= self.policy.with_batches_up_to
+                || self.last.elapsed() >= self.policy.every)
+    }
+}
+
+async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize, policy: RollPolicy) {
     let checkpointer = start_checkpointer(&pool);
     let mut ops = Vec::with_capacity(batch_max);
     let mut conn: Option<Conn> = None;
+    let mut rollups = Rollups {
+        deferred: matches!(pool, Pool::Sqlite(_)),
+        policy,
+        last: std::time::Instant::now(),
+        behind: false,
+        pending: Pending::default(),
+    };
     loop {
         ops.clear();
         if conn.is_some() {
@@ -318,8 +580,11 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(_) => {
-                    // Idle: give the connection back, so the pool can be closed or
-                    // checkpointed.
+                    // Idle: roll up what the last busy commits left, then give the connection
+                    // back, so the pool can be closed or checkpointed.
+                    if rollups.behind && rollups.policy.when_idle {
+                        catch_up(&pool, &mut conn, &mut rollups).await;
+                    }
                     conn = None;
                 }
             }
@@ -357,17 +622,35 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
         if !writes.is_empty() {
             let started = std::time::Instant::now();
             let n = writes.len();
-            commit_all(&pool, &mut conn, writes).await;
+            let roll = rollups.due(n, !flushes.is_empty());
+            let rolled = commit_all(&pool, &mut conn, writes, roll, &mut rollups.pending).await;
+            if rollups.deferred {
+                if rolled {
+                    rollups.last = std::time::Instant::now();
+                    rollups.behind = false;
+                } else {
+                    rollups.behind = true;
+                }
+            }
             tracing::trace!(
                 writes = n,
+                roll,
                 micros = started.elapsed().as_micros() as u64,
                 "group commit"
             );
+        } else if !flushes.is_empty() && rollups.deferred {
+            // Also what another process wrote (the `koji report` CLI beside `koji serve`).
+            catch_up(&pool, &mut conn, &mut rollups).await;
         }
         for f in flushes {
             let _ = f.send(());
         }
     }
+    if rollups.deferred {
+        catch_up(&pool, &mut conn, &mut rollups).await;
+        conn = None;
+    }
+    drop(conn);
     if let Some(c) = checkpointer {
         c.abort();
     }
@@ -378,7 +661,41 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize) {
     }
 }
 
-type Pending = (
+/// SQLite: rolls up whatever messages wait after the cursor, in a transaction of its own.
+/// A failure is logged and left for the next catch-up: the messages are safe either way.
+async fn catch_up(pool: &Pool, conn: &mut Option<Conn>, rollups: &mut Rollups) {
+    let r = async {
+        if conn.is_none() {
+            *conn = Some(connect(pool).await?);
+        }
+        let Some(Conn::Sqlite(c)) = conn.as_mut() else {
+            return Ok(());
+        };
+        let waits: bool = sqlx::query_scalar(TAIL_WAITS).fetch_one(&mut **c).await?;
+        if !waits {
+            return Ok(());
+        }
+        let mut tx = sqlx::Connection::begin_with(&mut **c, SQLITE.begin_write).await?;
+        roll_up!(tx, &rollups.pending);
+        tx.commit().await?;
+        Ok::<(), StoreError>(())
+    }
+    .await;
+    match r {
+        Ok(()) => {
+            rollups.last = std::time::Instant::now();
+            rollups.behind = false;
+            rollups.pending.reset();
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "rollups not brought up to date (will retry)");
+            rollups.pending.spoiled = true;
+            *conn = None;
+        }
+    }
+}
+
+type Queued = (
     Vec<MessageRow>,
     bool,
     Option<StateWrite>,
@@ -393,51 +710,65 @@ async fn commit_on(
     pool: &Pool,
     conn: &mut Option<Conn>,
     items: &[Item<'_>],
+    roll: bool,
+    pending: &mut Pending,
 ) -> Result<Vec<WriteOutcome>> {
     if conn.is_none() {
         *conn = Some(connect(pool).await?);
     }
     let c = conn.as_mut().expect("connected");
-    let r = commit_batch(c, items).await;
+    let r = commit_batch(c, items, roll, pending).await;
     if r.is_err() {
-        // The connection may be broken: take a fresh one next time.
+        // The connection may be broken: take a fresh one next time. What the failed
+        // transaction added to the pending figures is not in the database.
         *conn = None;
+        pending.spoiled = true;
     }
     r
 }
 
-/// Commits the batch; if the batch as a whole fails, each write is retried on its own so
-/// one bad write cannot sink the others.
-async fn commit_all(pool: &Pool, conn: &mut Option<Conn>, writes: Vec<Pending>) {
+/// Commits the batch (with `roll`, SQLite's rollups are brought up to date in the same
+/// transaction); if the batch as a whole fails, each write is retried on its own, without
+/// the roll-up, so one bad write cannot sink the others. Returns whether the rollups were
+/// brought up to date.
+async fn commit_all(
+    pool: &Pool,
+    conn: &mut Option<Conn>,
+    writes: Vec<Queued>,
+    roll: bool,
+    pending: &mut Pending,
+) -> bool {
     let items: Vec<Item<'_>> = writes
         .iter()
         .map(|(r, c, s, _)| (r.as_slice(), *c, s.as_ref()))
         .collect();
-    match commit_on(pool, conn, &items).await {
+    match commit_on(pool, conn, &items, roll, pending).await {
         Ok(outcomes) => {
             drop(items);
             for ((_, _, _, done), o) in writes.into_iter().zip(outcomes) {
                 let _ = done.send(Ok(o));
             }
-        }
-        Err(e) if writes.len() == 1 => {
-            tracing::warn!(error = %e, "exchange not recorded");
-            drop(items);
-            let (_, _, _, done) = writes.into_iter().next().expect("one write");
-            let _ = done.send(Err(e));
+            roll
         }
         Err(e) => {
             tracing::warn!(error = %e, writes = writes.len(), "group commit failed; retrying one by one");
             drop(items);
             for (rows, claim, state, done) in writes {
-                let r = commit_on(pool, conn, &[(&rows, claim, state.as_ref())])
-                    .await
-                    .map(|mut o| o.remove(0));
+                let r = commit_on(
+                    pool,
+                    conn,
+                    &[(&rows, claim, state.as_ref())],
+                    false,
+                    pending,
+                )
+                .await
+                .map(|mut o| o.remove(0));
                 if let Err(e) = &r {
                     tracing::warn!(error = %e, "exchange not recorded");
                 }
                 let _ = done.send(r);
             }
+            false
         }
     }
 }
@@ -520,7 +851,12 @@ fn message_json(r: &MessageRow) -> MessageJson<'_> {
     )
 }
 
-async fn commit_batch(conn: &mut Conn, items: &[Item<'_>]) -> Result<Vec<WriteOutcome>> {
+async fn commit_batch(
+    conn: &mut Conn,
+    items: &[Item<'_>],
+    roll: bool,
+    pending: &mut Pending,
+) -> Result<Vec<WriteOutcome>> {
     let mut outcomes = vec![WriteOutcome::Committed; items.len()];
 
     // Claims: the first occurrence of an id in the batch competes with the database; later
@@ -550,7 +886,14 @@ async fn commit_batch(conn: &mut Conn, items: &[Item<'_>]) -> Result<Vec<WriteOu
     macro_rules! body {
         ($c:ident, $d:expr) => {{
             let d: &'static Dialect = $d;
+            // SQLite rolls up later, from the cursor (migration 0011).
+            let deferred = std::ptr::eq(d, &SQLITE);
             let mut tx = sqlx::Connection::begin_with(&mut **$c, d.begin_write).await?;
+            let before: i64 = if deferred {
+                sqlx::query_scalar(MAX_ID).fetch_one(&mut *tx).await?
+            } else {
+                0
+            };
             if let Some(claims) = claims {
                 let claimed: Vec<(String, String, String)> =
                     sqlx::query_as(sqlx::AssertSqlSafe(CLAIMS.get(d)))
@@ -565,14 +908,34 @@ async fn commit_batch(conn: &mut Conn, items: &[Item<'_>]) -> Result<Vec<WriteOu
                     }
                 }
             }
-            let statements = rest_of_batch(items, &outcomes);
+            let mut now = Deltas::default();
+            let mut statements = rest_of_batch(
+                items,
+                &outcomes,
+                if deferred {
+                    &mut pending.deltas
+                } else {
+                    &mut now
+                },
+            );
+            statements.extend(now.statements(false));
             for (sql, rows) in statements {
                 sqlx::query(sqlx::AssertSqlSafe(sql.get(d)))
                     .bind(rows)
                     .execute(&mut *tx)
                     .await?;
             }
+            if deferred {
+                let end: i64 = sqlx::query_scalar(MAX_ID).fetch_one(&mut *tx).await?;
+                pending.committed(before, end);
+                if roll {
+                    roll_up!(tx, &*pending);
+                }
+            }
             tx.commit().await?;
+            if deferred && roll {
+                pending.reset();
+            }
         }};
     }
     match conn {
@@ -582,16 +945,15 @@ async fn commit_batch(conn: &mut Conn, items: &[Item<'_>]) -> Result<Vec<WriteOu
     Ok(outcomes)
 }
 
-/// Everything a batch writes besides its claims, given which writes are duplicates: each
-/// statement with its rows.
+/// Everything a batch writes besides its claims and rollups, given which writes are
+/// duplicates: each statement with its rows. The rollup figures of what is written are added
+/// to `deltas`.
 fn rest_of_batch(
     items: &[Item<'_>],
     outcomes: &[WriteOutcome],
+    deltas: &mut Deltas,
 ) -> Vec<(&'static DialectSql, String)> {
     let mut plain: Vec<MessageJson<'_>> = Vec::new();
-    let mut days: HashMap<(&str, i64, i64, &str), Counts> = HashMap::new();
-    let mut stats: HashMap<(&str, i64, &str), Counts> = HashMap::new();
-    let mut interests: HashMap<(&str, i64, &str, &str), (i64, i64)> = HashMap::new();
     let mut touches: HashMap<i64, i64> = HashMap::new();
     // The last change per identity wins (writes are queued in conversation order).
     let mut states: HashMap<i64, (Option<&str>, i64)> = HashMap::new();
@@ -609,74 +971,12 @@ fn rest_of_batch(
             }
             let t = touches.entry(r.session_id).or_insert(r.at);
             *t = (*t).max(r.at);
-            let Some(pid) = r.person_id else { continue };
-            let day = day_of(r.at);
-            for ch in [r.channel.as_str(), "*"] {
-                days.entry((&r.tenant_id, pid, day, ch)).or_default().add(r);
-                stats.entry((&r.tenant_id, pid, ch)).or_default().add(r);
-            }
-            if r.direction == Direction::In {
-                for e in &r.entities {
-                    let v = interests
-                        .entry((&r.tenant_id, pid, &e.kind, &e.value))
-                        .or_insert((0, r.at));
-                    v.0 += 1;
-                    v.1 = v.1.max(r.at);
-                }
-            }
+            deltas.add(r);
         }
     }
     let mut out: Vec<(&'static DialectSql, String)> = Vec::new();
     if !plain.is_empty() {
         out.push((&MESSAGES, rows_json(&plain)));
-    }
-    if !days.is_empty() {
-        let rows: Vec<_> = days
-            .iter()
-            .map(|((t, p, day, ch), c)| {
-                (
-                    t,
-                    p,
-                    day,
-                    ch,
-                    c.messages_in,
-                    c.messages_out,
-                    c.specific_in,
-                    c.actions,
-                    c.help_actions,
-                )
-            })
-            .collect();
-        out.push((&DAYS, rows_json(&rows)));
-    }
-    if !stats.is_empty() {
-        let rows: Vec<_> = stats
-            .iter()
-            .map(|((t, p, ch), c)| {
-                (
-                    t,
-                    p,
-                    ch,
-                    c.messages_in + c.messages_out,
-                    c.messages_in,
-                    c.messages_out,
-                    c.specific_in,
-                    c.actions,
-                    c.help_actions,
-                    c.first,
-                    c.last,
-                    c.helped,
-                )
-            })
-            .collect();
-        out.push((&STATS, rows_json(&rows)));
-    }
-    if !interests.is_empty() {
-        let rows: Vec<_> = interests
-            .iter()
-            .map(|((t, p, k, v), (n, at))| (t, p, k, v, n, at))
-            .collect();
-        out.push((&INTERESTS, rows_json(&rows)));
     }
     if !touches.is_empty() {
         let rows: Vec<(i64, i64)> = touches.into_iter().collect();
@@ -695,4 +995,103 @@ fn rest_of_batch(
         out.push((&CLEARED_STATES, rows_json(&rows)));
     }
     out
+}
+
+/// Rollup figures to add: per person, day and channel (and `*`, all channels), per person
+/// and channel, and each person's interests (entities of their inbound messages).
+#[derive(Default)]
+struct Deltas {
+    days: HashMap<(Arc<str>, i64, i64, &'static str), Counts>,
+    stats: HashMap<(Arc<str>, i64, &'static str), Counts>,
+    /// (tenant, person, kind, value) → (mentions, last mentioned at)
+    interests: HashMap<InterestKey, (i64, i64)>,
+}
+
+type InterestKey = (Arc<str>, i64, String, String);
+
+impl Deltas {
+    fn add(&mut self, r: &MessageRow) {
+        let Some(pid) = r.person_id else { return };
+        let day = day_of(r.at);
+        for ch in [r.channel.as_str(), "*"] {
+            self.days
+                .entry((r.tenant_id.clone(), pid, day, ch))
+                .or_default()
+                .add(r);
+            self.stats
+                .entry((r.tenant_id.clone(), pid, ch))
+                .or_default()
+                .add(r);
+        }
+        if r.direction == Direction::In {
+            for e in &r.entities {
+                let v = self
+                    .interests
+                    .entry((r.tenant_id.clone(), pid, e.kind.clone(), e.value.clone()))
+                    .or_insert((0, r.at));
+                v.0 += 1;
+                v.1 = v.1.max(r.at);
+            }
+        }
+    }
+
+    /// The upserts that add these figures; `live`: only for people that still exist.
+    fn statements(&self, live: bool) -> Vec<(&'static DialectSql, String)> {
+        let mut out: Vec<(&'static DialectSql, String)> = Vec::new();
+        if !self.days.is_empty() {
+            let rows: Vec<_> = self
+                .days
+                .iter()
+                .map(|((t, p, day, ch), c)| {
+                    (
+                        t,
+                        p,
+                        day,
+                        ch,
+                        c.messages_in,
+                        c.messages_out,
+                        c.specific_in,
+                        c.actions,
+                        c.help_actions,
+                    )
+                })
+                .collect();
+            out.push((if live { &LIVE_DAYS } else { &DAYS }, rows_json(&rows)));
+        }
+        if !self.stats.is_empty() {
+            let rows: Vec<_> = self
+                .stats
+                .iter()
+                .map(|((t, p, ch), c)| {
+                    (
+                        t,
+                        p,
+                        ch,
+                        c.messages_in + c.messages_out,
+                        c.messages_in,
+                        c.messages_out,
+                        c.specific_in,
+                        c.actions,
+                        c.help_actions,
+                        c.first,
+                        c.last,
+                        c.helped,
+                    )
+                })
+                .collect();
+            out.push((if live { &LIVE_STATS } else { &STATS }, rows_json(&rows)));
+        }
+        if !self.interests.is_empty() {
+            let rows: Vec<_> = self
+                .interests
+                .iter()
+                .map(|((t, p, k, v), (n, at))| (t, p, k, v, n, at))
+                .collect();
+            out.push((
+                if live { &LIVE_INTERESTS } else { &INTERESTS },
+                rows_json(&rows),
+            ));
+        }
+        out
+    }
 }

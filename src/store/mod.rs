@@ -26,7 +26,7 @@ use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-pub use batch::{BatchWriter, Direction, MessageRow, StateWrite, WriteOutcome};
+pub use batch::{BatchWriter, Direction, MessageRow, RollPolicy, StateWrite, WriteOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -230,6 +230,13 @@ impl Store {
             for sql in statements {
                 erased += sqlx::query(sql).bind(person.id).execute(&mut *tx).await?.rows_affected();
             }
+            if std::ptr::eq(d, &super::SQLITE) {
+                // SQLite's index of a person's messages is a table (PostgreSQL's a view).
+                sqlx::query("delete from person_messages where person_id = $1")
+                    .bind(person.id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query("update audit_log set target = '(erased)' where target_person_id = $1")
                 .bind(person.id)
                 .execute(&mut *tx)

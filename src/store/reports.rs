@@ -123,14 +123,14 @@ static DAYS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
 });
 static EDGE_MESSAGES_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
     DialectSql::new(
-        "select person_id,
-                cast(sum(case when direction = 'in' then 1 else 0 end) as bigint),
-                cast(sum(case when direction = 'out' then 1 else 0 end) as bigint),
-                cast(sum(specific) as bigint), cast(sum(n_actions) as bigint), cast(sum(n_help) as bigint)
-         from messages
-         where person_id in (select cast(value ->> 0 as bigint) from {rows})
-           and at >= $2 and at < $3 and ($4 = '*' or channel = $4)
-         group by person_id",
+        "select pm.person_id,
+                cast(sum(case when m.direction = 'in' then 1 else 0 end) as bigint),
+                cast(sum(case when m.direction = 'out' then 1 else 0 end) as bigint),
+                cast(sum(m.specific) as bigint), cast(sum(m.n_actions) as bigint), cast(sum(m.n_help) as bigint)
+         from person_messages pm join messages m on m.id = pm.message_id
+         where pm.person_id in (select cast(value ->> 0 as bigint) from {rows})
+           and pm.at >= $2 and pm.at < $3 and ($4 = '*' or m.channel = $4)
+         group by pm.person_id",
     )
 });
 static EDGE_SESSIONS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
@@ -851,8 +851,9 @@ impl Store {
             .map(|r| Ok(Interest { kind: r.try_get(0)?, value: r.try_get(1)?, count: r.try_get(2)? }))
             .collect::<Result<Vec<_>>>()?;
             let history = sqlx::query(
-                "select at, direction, channel, text, intent, actions from messages
-                 where person_id = $1 order by at desc, id desc limit $2",
+                "select m.at, m.direction, m.channel, m.text, m.intent, m.actions
+                 from person_messages pm join messages m on m.id = pm.message_id
+                 where pm.person_id = $1 order by pm.at desc, pm.message_id desc limit $2",
             )
             .bind(person.id)
             .bind(history as i64)
