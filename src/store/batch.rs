@@ -77,13 +77,7 @@ pub struct StateWrite {
 }
 
 enum Op {
-    Write {
-        rows: Vec<MessageRow>,
-        /// The first row carries a platform message id to claim.
-        claim: bool,
-        state: Option<StateWrite>,
-        done: oneshot::Sender<Result<WriteOutcome>>,
-    },
+    Write(Queued),
     Flush(oneshot::Sender<()>),
 }
 
@@ -342,6 +336,19 @@ fn rows_json<T: Serialize>(rows: &[T]) -> String {
     serde_json::to_string(rows).expect("rows serialise")
 }
 
+/// `[a,b,…]` from JSON values already serialised (or comma-separated runs of them).
+fn json_array<'a>(parts: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::from("[");
+    for p in parts {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(p);
+    }
+    out.push(']');
+    out
+}
+
 impl BatchWriter {
     /// Starts the writer task. It stops when every handle is dropped, after committing what
     /// was queued.
@@ -356,7 +363,23 @@ impl BatchWriter {
         policy: RollPolicy,
     ) -> (BatchWriter, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(batch_max.max(1) * 8);
-        let task = tokio::spawn(run(pool, rx, batch_max.max(1), policy));
+        let batch_max = batch_max.max(1);
+        let task = match pool {
+            // The writer waits on its SQLite connection (a thread of its own) a dozen times
+            // per commit. On a thread and runtime of its own it resumes at once each time,
+            // instead of queueing behind a thousand conversations' tasks on the shared
+            // runtime's workers, and every reply waits for this commit.
+            Pool::Sqlite(_) => tokio::task::spawn_blocking(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(run(pool, rx, batch_max, policy)),
+                    Err(e) => tracing::error!(error = %e, "the group-commit writer cannot start"),
+                }
+            }),
+            Pool::Postgres(_) => tokio::spawn(run(pool, rx, batch_max, policy)),
+        };
         (BatchWriter { tx }, task)
     }
 
@@ -387,13 +410,30 @@ impl BatchWriter {
         state: Option<StateWrite>,
     ) -> Result<oneshot::Receiver<Result<WriteOutcome>>> {
         let (done, rx) = oneshot::channel();
+        // Each row as `MESSAGES` reads it, made here on the caller's task so the writer,
+        // which every reply waits for, only joins them.
+        let mut claim_json = None;
+        let mut json = String::new();
+        for (i, r) in rows.iter().enumerate() {
+            let one = serde_json::to_string(&message_json(r)).expect("row serialises");
+            if claim && i == 0 {
+                claim_json = Some(one);
+            } else {
+                if !json.is_empty() {
+                    json.push(',');
+                }
+                json.push_str(&one);
+            }
+        }
         self.tx
-            .send(Op::Write {
+            .send(Op::Write(Queued {
                 rows,
                 claim,
                 state,
+                json,
+                claim_json,
                 done,
-            })
+            }))
             .await
             .map_err(|_| StoreError::Closed)?;
         Ok(rx)
@@ -610,12 +650,7 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize, policy: R
         let mut flushes = Vec::new();
         for op in ops.drain(..) {
             match op {
-                Op::Write {
-                    rows,
-                    claim,
-                    state,
-                    done,
-                } => writes.push((rows, claim, state, done)),
+                Op::Write(w) => writes.push(w),
                 Op::Flush(done) => flushes.push(done),
             }
         }
@@ -695,16 +730,42 @@ async fn catch_up(pool: &Pool, conn: &mut Option<Conn>, rollups: &mut Rollups) {
     }
 }
 
-type Queued = (
-    Vec<MessageRow>,
-    bool,
-    Option<StateWrite>,
-    oneshot::Sender<Result<WriteOutcome>>,
-);
+/// An exchange waiting for its commit.
+struct Queued {
+    rows: Vec<MessageRow>,
+    /// The first row carries a platform message id to claim.
+    claim: bool,
+    state: Option<StateWrite>,
+    /// The rows `MESSAGES` inserts (all but a claimed first row), each a JSON array,
+    /// comma-separated.
+    json: String,
+    /// The claimed first row, as `CLAIMS` reads it.
+    claim_json: Option<String>,
+    done: oneshot::Sender<Result<WriteOutcome>>,
+}
+
+impl Queued {
+    fn item(&self) -> Item<'_> {
+        Item {
+            rows: &self.rows,
+            claim: self.claim,
+            state: self.state.as_ref(),
+            json: &self.json,
+            claim_json: self.claim_json.as_deref(),
+        }
+    }
+}
 
 /// One write as the commit sees it: its rows, whether the first claims its platform id, and
 /// its state change.
-type Item<'a> = (&'a [MessageRow], bool, Option<&'a StateWrite>);
+#[derive(Clone, Copy)]
+struct Item<'a> {
+    rows: &'a [MessageRow],
+    claim: bool,
+    state: Option<&'a StateWrite>,
+    json: &'a str,
+    claim_json: Option<&'a str>,
+}
 
 async fn commit_on(
     pool: &Pool,
@@ -738,35 +799,26 @@ async fn commit_all(
     roll: bool,
     pending: &mut Pending,
 ) -> bool {
-    let items: Vec<Item<'_>> = writes
-        .iter()
-        .map(|(r, c, s, _)| (r.as_slice(), *c, s.as_ref()))
-        .collect();
+    let items: Vec<Item<'_>> = writes.iter().map(Queued::item).collect();
     match commit_on(pool, conn, &items, roll, pending).await {
         Ok(outcomes) => {
             drop(items);
-            for ((_, _, _, done), o) in writes.into_iter().zip(outcomes) {
-                let _ = done.send(Ok(o));
+            for (w, o) in writes.into_iter().zip(outcomes) {
+                let _ = w.done.send(Ok(o));
             }
             roll
         }
         Err(e) => {
             tracing::warn!(error = %e, writes = writes.len(), "group commit failed; retrying one by one");
             drop(items);
-            for (rows, claim, state, done) in writes {
-                let r = commit_on(
-                    pool,
-                    conn,
-                    &[(&rows, claim, state.as_ref())],
-                    false,
-                    pending,
-                )
-                .await
-                .map(|mut o| o.remove(0));
+            for w in writes {
+                let r = commit_on(pool, conn, &[w.item()], false, pending)
+                    .await
+                    .map(|mut o| o.remove(0));
                 if let Err(e) = &r {
                     tracing::warn!(error = %e, "exchange not recorded");
                 }
-                let _ = done.send(r);
+                let _ = w.done.send(r);
             }
             false
         }
@@ -861,13 +913,15 @@ async fn commit_batch(
 
     // Claims: the first occurrence of an id in the batch competes with the database; later
     // ones in the same batch are duplicates of it.
-    let mut claim_rows: Vec<MessageJson<'_>> = Vec::new();
+    let mut claim_rows: Vec<&str> = Vec::new();
     let mut claim_owner: HashMap<(&str, &str, &str), usize> = HashMap::new();
-    for (i, (rows, claim, _)) in items.iter().enumerate() {
-        if !*claim {
+    for (i, item) in items.iter().enumerate() {
+        if !item.claim {
             continue;
         }
-        let Some(first) = rows.first() else { continue };
+        let (Some(first), Some(json)) = (item.rows.first(), item.claim_json) else {
+            continue;
+        };
         let Some(pid) = first.platform_msg_id.as_deref() else {
             continue;
         };
@@ -875,12 +929,12 @@ async fn commit_batch(
             Entry::Occupied(_) => outcomes[i] = WriteOutcome::Duplicate,
             Entry::Vacant(v) => {
                 v.insert(i);
-                claim_rows.push(message_json(first));
+                claim_rows.push(json);
                 outcomes[i] = WriteOutcome::Duplicate; // until the database says otherwise
             }
         }
     }
-    let claims = (!claim_rows.is_empty()).then(|| rows_json(&claim_rows));
+    let claims = (!claim_rows.is_empty()).then(|| json_array(claim_rows.iter().copied()));
     drop(claim_rows);
 
     macro_rules! body {
@@ -953,22 +1007,22 @@ fn rest_of_batch(
     outcomes: &[WriteOutcome],
     deltas: &mut Deltas,
 ) -> Vec<(&'static DialectSql, String)> {
-    let mut plain: Vec<MessageJson<'_>> = Vec::new();
+    let mut plain: Vec<&str> = Vec::new();
     let mut touches: HashMap<i64, i64> = HashMap::new();
     // The last change per identity wins (writes are queued in conversation order).
     let mut states: HashMap<i64, (Option<&str>, i64)> = HashMap::new();
-    for ((rows, claim, state), outcome) in items.iter().zip(outcomes) {
+    for (item, outcome) in items.iter().zip(outcomes) {
         if *outcome == WriteOutcome::Duplicate {
             continue;
         }
-        if let Some(s) = state {
-            let at = rows.iter().map(|r| r.at).max().unwrap_or_default();
+        if let Some(s) = item.state {
+            let at = item.rows.iter().map(|r| r.at).max().unwrap_or_default();
             states.insert(s.identity_id, (s.state.as_deref(), at));
         }
-        for (j, r) in rows.iter().enumerate() {
-            if !(*claim && j == 0) {
-                plain.push(message_json(r));
-            }
+        if !item.json.is_empty() {
+            plain.push(item.json);
+        }
+        for r in item.rows {
             let t = touches.entry(r.session_id).or_insert(r.at);
             *t = (*t).max(r.at);
             deltas.add(r);
@@ -976,7 +1030,7 @@ fn rest_of_batch(
     }
     let mut out: Vec<(&'static DialectSql, String)> = Vec::new();
     if !plain.is_empty() {
-        out.push((&MESSAGES, rows_json(&plain)));
+        out.push((&MESSAGES, json_array(plain)));
     }
     if !touches.is_empty() {
         let rows: Vec<(i64, i64)> = touches.into_iter().collect();
