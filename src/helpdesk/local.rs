@@ -30,6 +30,8 @@ struct Vocabulary {
 struct Words {
     all: HashSet<String>,
     by_article: std::collections::HashMap<String, HashSet<String>>,
+    /// Each article's paragraphs as plain text, for excerpts (by slug).
+    paragraphs: std::collections::HashMap<String, Vec<Paragraph>>,
 }
 
 const VOCABULARY_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
@@ -67,6 +69,7 @@ impl LocalHelpDesk {
                 for (slug, title, body) in self.store.kb_texts().await? {
                     let starts = article_starts(&title, &body);
                     words.all.extend(starts.iter().cloned());
+                    words.paragraphs.insert(slug.clone(), paragraphs(&body));
                     words.by_article.insert(slug, starts);
                 }
                 v.words = std::sync::Arc::new(words);
@@ -140,10 +143,14 @@ fn regex_link() -> &'static regex::Regex {
     &RE
 }
 
-/// The paragraph that best shows why the article matched, shortened at a word boundary.
-pub fn excerpt(body: &str, terms: &[String], max: usize) -> String {
-    let paragraphs: Vec<String> = body
-        .split("\n\n")
+/// A paragraph of an article as plain text, and in lowercase to match words against.
+struct Paragraph {
+    text: String,
+    lower: String,
+}
+
+fn paragraphs(body: &str) -> Vec<Paragraph> {
+    body.split("\n\n")
         .map(|p| {
             p.lines()
                 .map(plain)
@@ -152,18 +159,32 @@ pub fn excerpt(body: &str, terms: &[String], max: usize) -> String {
                 .join(" ")
         })
         .filter(|p| !p.is_empty())
-        .collect();
+        .map(|text| Paragraph {
+            lower: text.to_lowercase(),
+            text,
+        })
+        .collect()
+}
+
+/// The paragraph that best shows why the article matched, shortened at a word boundary.
+pub fn excerpt(body: &str, terms: &[String], max: usize) -> String {
+    excerpt_of(&paragraphs(body), terms, max)
+}
+
+fn excerpt_of(paragraphs: &[Paragraph], terms: &[String], max: usize) -> String {
+    let roots: Vec<String> = terms.iter().map(|t| root(t)).collect();
     // The first paragraph that mentions the most of the question's words.
-    let mut best: Option<(usize, &String)> = None;
-    for p in &paragraphs {
-        let lower = p.to_lowercase();
-        let n = terms.iter().filter(|t| lower.contains(&root(t))).count();
+    let mut best: Option<(usize, &Paragraph)> = None;
+    for p in paragraphs {
+        let n = roots
+            .iter()
+            .filter(|r| p.lower.contains(r.as_str()))
+            .count();
         if best.is_none_or(|(m, _)| n > m) {
             best = Some((n, p));
         }
     }
-    let best = best.map(|(_, p)| p.clone()).unwrap_or_default();
-    shorten(&best, max)
+    best.map(|(_, p)| shorten(&p.text, max)).unwrap_or_default()
 }
 
 fn shorten(text: &str, max: usize) -> String {
@@ -238,7 +259,11 @@ impl HelpDesk for LocalHelpDesk {
                     self.public_url.trim_end_matches('/'),
                     h.slug
                 )),
-                excerpt: excerpt(&h.body, &terms, 200),
+                excerpt: match words.paragraphs.get(&h.slug) {
+                    Some(p) => excerpt_of(p, &terms, 200),
+                    // Reloaded since the vocabulary was read.
+                    None => excerpt(&h.body, &terms, 200),
+                },
                 id: h.slug,
                 title: h.title,
                 score: h.score,

@@ -255,7 +255,7 @@ const CATCH_UP: [&str; 5] = [
     concat!(
         "insert into person_messages (person_id, at, message_id) ",
         tail!("person_id, at, id"),
-        " order by person_id, at, id"
+        ""
     ),
     "update rollup_cursor set message_id = max(message_id, (select coalesce(max(id), 0) from messages))",
 ];
