@@ -243,7 +243,7 @@ impl HelpDesk for LocalHelpDesk {
         // Articles far behind the best one are noise next to it.
         let best = hits.first().map(|h| h.score).unwrap_or(0.0);
         Ok(hits
-            .into_iter()
+            .iter()
             .filter(|h| {
                 let covered = match words.by_article.get(&h.slug) {
                     Some(starts) => coverage(&terms, starts),
@@ -264,8 +264,8 @@ impl HelpDesk for LocalHelpDesk {
                     // Reloaded since the vocabulary was read.
                     None => excerpt(&h.body, &terms, 200),
                 },
-                id: h.slug,
-                title: h.title,
+                id: h.slug.clone(),
+                title: h.title.clone(),
                 score: h.score,
             })
             .collect())

@@ -16,7 +16,8 @@ use super::{Dialect, DialectSql, POSTGRES, Pool, Result, SQLITE, StoreError};
 use crate::domain::{Channel, day_of};
 use crate::nlu::Entity;
 use serde::Serialize;
-use std::collections::HashMap;
+// The writer's own maps hash ids and short keys it built itself: FxHash, not SipHash.
+use rustc_hash::FxHashMap as HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::LazyLock;
@@ -914,7 +915,7 @@ async fn commit_batch(
     // Claims: the first occurrence of an id in the batch competes with the database; later
     // ones in the same batch are duplicates of it.
     let mut claim_rows: Vec<&str> = Vec::new();
-    let mut claim_owner: HashMap<(&str, &str, &str), usize> = HashMap::new();
+    let mut claim_owner: HashMap<(&str, &str, &str), usize> = HashMap::default();
     for (i, item) in items.iter().enumerate() {
         if !item.claim {
             continue;
@@ -1008,9 +1009,9 @@ fn rest_of_batch(
     deltas: &mut Deltas,
 ) -> Vec<(&'static DialectSql, String)> {
     let mut plain: Vec<&str> = Vec::new();
-    let mut touches: HashMap<i64, i64> = HashMap::new();
+    let mut touches: HashMap<i64, i64> = HashMap::default();
     // The last change per identity wins (writes are queued in conversation order).
-    let mut states: HashMap<i64, (Option<&str>, i64)> = HashMap::new();
+    let mut states: HashMap<i64, (Option<&str>, i64)> = HashMap::default();
     for (item, outcome) in items.iter().zip(outcomes) {
         if *outcome == WriteOutcome::Duplicate {
             continue;

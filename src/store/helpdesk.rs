@@ -68,7 +68,7 @@ const KB_CACHE_MICROS: i64 = 2_000_000;
 const KB_CACHE_MAX: usize = 4096;
 
 /// Search results by (terms, limit), with the time they were read.
-pub(crate) type KbCache = HashMap<(Vec<String>, usize), (i64, Vec<KbHit>)>;
+pub(crate) type KbCache = HashMap<(Vec<String>, usize), (i64, std::sync::Arc<[KbHit]>)>;
 
 fn content_hash(doc: &KbDoc) -> String {
     use sha2::Digest;
@@ -131,9 +131,13 @@ impl Store {
 
     /// Articles matching any of `terms` (plain lowercase words), ranked by the database's
     /// full-text relevance with the title weighing more than the body.
-    pub async fn search_kb(&self, terms: &[String], limit: usize) -> Result<Vec<KbHit>> {
+    pub async fn search_kb(
+        &self,
+        terms: &[String],
+        limit: usize,
+    ) -> Result<std::sync::Arc<[KbHit]>> {
         if terms.is_empty() {
-            return Ok(Vec::new());
+            return Ok(std::sync::Arc::from(Vec::new()));
         }
         let now = self.now();
         let key = (terms.to_vec(), limit);
@@ -143,7 +147,7 @@ impl Store {
         {
             return Ok(hits.clone());
         }
-        let hits = self.search_kb_uncached(terms, limit).await?;
+        let hits: std::sync::Arc<[KbHit]> = self.search_kb_uncached(terms, limit).await?.into();
         let mut cache = self.kb_cache.lock().expect("kb cache");
         if cache.len() >= KB_CACHE_MAX {
             cache.clear();
