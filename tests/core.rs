@@ -168,10 +168,21 @@ async fn sessions_end_after_the_idle_timeout(db: &TestDb) {
     assert_ne!(rows(&s)[0]["session_id"], first, "a new session started");
     let users = k.report_json("users").await;
     assert_eq!(row_of(&users, "dave@example.org").unwrap()["sessions"], 2);
+    k.advance_minutes(1);
+    k.say("erin@example.org", "hello").await;
+    let s = k.report_json("sessions").await;
+    assert_eq!(s["total"], 2);
+    assert_eq!(
+        rows(&s)[0]["person"]["email"],
+        "erin@example.org",
+        "latest first"
+    );
+    assert_eq!(rows(&s)[0]["person"]["kind"], "customer");
+    assert_eq!(rows(&s)[1]["person"]["email"], "dave@example.org");
 
     // The sweeper ends idle sessions for good.
     k.advance_minutes(31);
-    assert_eq!(k.core.sweep_idle_sessions().await.unwrap(), 1);
+    assert_eq!(k.core.sweep_idle_sessions().await.unwrap(), 2);
     k.stop().await;
 }
 

@@ -274,6 +274,62 @@ impl Store {
                  where s.tenant_id = $1 and s.ended_at is null and s.last_interaction_at >= $2
                    and ($3 = '*' or s.channel = $3)
                  order by s.last_interaction_at desc, s.id desc";
+        if let (None, super::Pool::Sqlite(p)) = (limit, self.pool()) {
+            // Every row: one JSON document across the driver, not a message per row.
+            type Found = (
+                i64,
+                String,
+                String,
+                String,
+                Option<String>,
+                i64,
+                i64,
+                Option<i64>,
+                Option<String>,
+                Option<String>,
+                Option<String>,
+            );
+            let json: String = sqlx::query_scalar(
+                "select json_group_array(json_array(s.id, s.channel, s.auth_method, s.login_id, s.ip,
+                        s.started_at, s.last_interaction_at, p.id, p.name, p.email, p.kind))
+                 from sessions s left join people p on p.id = s.person_id
+                 where s.tenant_id = $1 and s.ended_at is null and s.last_interaction_at >= $2
+                   and ($3 = '*' or s.channel = $3)",
+            )
+            .bind(tenant_id)
+            .bind(cutoff)
+            .bind(channel)
+            .fetch_one(p)
+            .await?;
+            let mut found: Vec<Found> = serde_json::from_str(&json)
+                .map_err(|e| super::StoreError::Database(e.to_string()))?;
+            // Latest first, as `ROWS` orders them.
+            found.sort_unstable_by_key(|r| std::cmp::Reverse((r.6, r.0)));
+            let rows: Vec<SessionRow> = found
+                .into_iter()
+                .map(
+                    |(id, ch, auth, login, ip, started, last, pid, name, email, kind)| SessionRow {
+                        person: pid.map(|id| PersonRef {
+                            id,
+                            name,
+                            email,
+                            kind: kind
+                                .as_deref()
+                                .and_then(crate::domain::PersonKind::parse)
+                                .unwrap_or(crate::domain::PersonKind::Customer),
+                        }),
+                        session_id: id,
+                        channel: ch,
+                        auth_method: auth,
+                        login_id: login,
+                        ip,
+                        started_at: started,
+                        last_interaction_at: last,
+                    },
+                )
+                .collect();
+            return Ok((rows.len() as u64, rows));
+        }
         with_pool!(self.pool(), p, _d => {
             let rows = match limit {
                 None => sqlx::query(ROWS)
