@@ -255,6 +255,63 @@ fn ids_json(ids: &[PersonId]) -> String {
     serde_json::to_string(&wrapped).unwrap_or_else(|_| "[]".into())
 }
 
+/// Open sessions that interacted since `$2` (channel `$3`, `*`: all), with their person.
+const SESSIONS_FROM: &str = "from sessions s left join people p on p.id = s.person_id
+     where s.tenant_id = $1 and s.ended_at is null and s.last_interaction_at >= $2
+       and ($3 = '*' or s.channel = $3)";
+const SESSION_COLUMNS: &str =
+    "s.id, s.channel, s.auth_method, s.login_id, s.ip, s.started_at, s.last_interaction_at,
+     p.id, p.name, p.email, p.kind";
+/// A row of `SESSION_COLUMNS`.
+type SessionFound = (
+    i64,
+    String,
+    String,
+    String,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn session_row(
+    (
+        id,
+        channel,
+        auth_method,
+        login_id,
+        ip,
+        started_at,
+        last_interaction_at,
+        pid,
+        name,
+        email,
+        kind,
+    ): SessionFound,
+) -> SessionRow {
+    SessionRow {
+        person: pid.map(|id| PersonRef {
+            id,
+            name,
+            email,
+            kind: kind
+                .as_deref()
+                .and_then(crate::domain::PersonKind::parse)
+                .unwrap_or(crate::domain::PersonKind::Customer),
+        }),
+        session_id: id,
+        channel,
+        auth_method,
+        login_id,
+        ip,
+        started_at,
+        last_interaction_at,
+    }
+}
+
 impl Store {
     /// Sessions open now: not ended, and active within the idle timeout.
     /// Open sessions that interacted within `idle`, latest first: `(total, rows)`. With
@@ -268,129 +325,62 @@ impl Store {
     ) -> Result<(u64, Vec<SessionRow>)> {
         let cutoff = self.now() - idle.as_micros() as i64;
         let channel = channel.unwrap_or("*");
-        const ROWS: &str = "select s.id, s.channel, s.auth_method, s.login_id, s.ip, s.started_at, s.last_interaction_at,
-                        p.id, p.name, p.email, p.kind
-                 from sessions s left join people p on p.id = s.person_id
-                 where s.tenant_id = $1 and s.ended_at is null and s.last_interaction_at >= $2
-                   and ($3 = '*' or s.channel = $3)
-                 order by s.last_interaction_at desc, s.id desc";
-        if let (None, super::Pool::Sqlite(p)) = (limit, self.pool()) {
-            // Every row: one JSON document across the driver, not a message per row.
-            type Found = (
-                i64,
-                String,
-                String,
-                String,
-                Option<String>,
-                i64,
-                i64,
-                Option<i64>,
-                Option<String>,
-                Option<String>,
-                Option<String>,
-            );
-            let json: String = sqlx::query_scalar(
-                "select json_group_array(json_array(s.id, s.channel, s.auth_method, s.login_id, s.ip,
-                        s.started_at, s.last_interaction_at, p.id, p.name, p.email, p.kind))
-                 from sessions s left join people p on p.id = s.person_id
-                 where s.tenant_id = $1 and s.ended_at is null and s.last_interaction_at >= $2
-                   and ($3 = '*' or s.channel = $3)",
+        static ROWS: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "select {SESSION_COLUMNS} {SESSIONS_FROM} order by s.last_interaction_at desc, s.id desc"
             )
-            .bind(tenant_id)
-            .bind(cutoff)
-            .bind(channel)
-            .fetch_one(p)
-            .await?;
-            let mut found: Vec<Found> = serde_json::from_str(&json)
-                .map_err(|e| super::StoreError::Database(e.to_string()))?;
-            // Latest first, as `ROWS` orders them.
-            found.sort_unstable_by_key(|r| std::cmp::Reverse((r.6, r.0)));
-            let rows: Vec<SessionRow> = found
-                .into_iter()
-                .map(
-                    |(id, ch, auth, login, ip, started, last, pid, name, email, kind)| SessionRow {
-                        person: pid.map(|id| PersonRef {
-                            id,
-                            name,
-                            email,
-                            kind: kind
-                                .as_deref()
-                                .and_then(crate::domain::PersonKind::parse)
-                                .unwrap_or(crate::domain::PersonKind::Customer),
-                        }),
-                        session_id: id,
-                        channel: ch,
-                        auth_method: auth,
-                        login_id: login,
-                        ip,
-                        started_at: started,
-                        last_interaction_at: last,
-                    },
-                )
-                .collect();
-            return Ok((rows.len() as u64, rows));
-        }
-        with_pool!(self.pool(), p, _d => {
-            let rows = match limit {
-                None => sqlx::query(ROWS)
-                    .bind(tenant_id)
-                    .bind(cutoff)
-                    .bind(channel)
-                    .fetch_all(p)
-                    .await?,
-                Some(n) => sqlx::query(sqlx::AssertSqlSafe(format!("{ROWS} limit {n}")))
-                    .bind(tenant_id)
-                    .bind(cutoff)
-                    .bind(channel)
-                    .fetch_all(p)
-                    .await?,
-            };
-            let total = match limit {
-                Some(n) if rows.len() >= n => {
-                    let t: i64 = sqlx::query_scalar(
-                        "select count(*) from sessions s
-                         where s.tenant_id = $1 and s.ended_at is null and s.last_interaction_at >= $2
-                           and ($3 = '*' or s.channel = $3)",
-                    )
+        });
+        static JSON_ROWS: LazyLock<String> = LazyLock::new(|| {
+            format!("select json_group_array(json_array({SESSION_COLUMNS})) {SESSIONS_FROM}")
+        });
+        static COUNT: LazyLock<String> =
+            LazyLock::new(|| format!("select count(*) {SESSIONS_FROM}"));
+        let (total, found): (u64, Vec<SessionFound>) = match (limit, self.pool()) {
+            // Every row, SQLite: one JSON document across the driver, not a message per row.
+            (None, super::Pool::Sqlite(p)) => {
+                let json: String = sqlx::query_scalar(sqlx::AssertSqlSafe(JSON_ROWS.as_str()))
                     .bind(tenant_id)
                     .bind(cutoff)
                     .bind(channel)
                     .fetch_one(p)
                     .await?;
-                    t as u64
-                }
-                _ => rows.len() as u64,
-            };
-            let rows: Result<Vec<SessionRow>> = rows.iter()
-                .map(|r| {
-                    let pid: Option<i64> = r.try_get(7)?;
-                    let person = match pid {
-                        Some(id) => {
-                            let kind: String = r.try_get(10)?;
-                            Some(PersonRef {
-                                id,
-                                name: r.try_get(8)?,
-                                email: r.try_get(9)?,
-                                kind: crate::domain::PersonKind::parse(&kind)
-                                    .unwrap_or(crate::domain::PersonKind::Customer),
-                            })
-                        }
-                        None => None,
-                    };
-                    Ok(SessionRow {
-                        person,
-                        session_id: r.try_get(0)?,
-                        channel: r.try_get(1)?,
-                        auth_method: r.try_get(2)?,
-                        login_id: r.try_get(3)?,
-                        ip: r.try_get(4)?,
-                        started_at: r.try_get(5)?,
-                        last_interaction_at: r.try_get(6)?,
-                    })
-                })
-                .collect();
-            Ok((total, rows?))
-        })
+                let mut found: Vec<SessionFound> = serde_json::from_str(&json)
+                    .map_err(|e| super::StoreError::Database(e.to_string()))?;
+                // Latest first, as `ROWS` orders them.
+                found.sort_unstable_by_key(|r| std::cmp::Reverse((r.6, r.0)));
+                (found.len() as u64, found)
+            }
+            _ => with_pool!(self.pool(), p, _d => {
+                let found: Vec<SessionFound> = match limit {
+                    None => sqlx::query_as(sqlx::AssertSqlSafe(ROWS.as_str()))
+                        .bind(tenant_id)
+                        .bind(cutoff)
+                        .bind(channel)
+                        .fetch_all(p)
+                        .await?,
+                    Some(n) => sqlx::query_as(sqlx::AssertSqlSafe(format!("{} limit {n}", *ROWS)))
+                        .bind(tenant_id)
+                        .bind(cutoff)
+                        .bind(channel)
+                        .fetch_all(p)
+                        .await?,
+                };
+                let total = match limit {
+                    Some(n) if found.len() >= n => {
+                        let t: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(COUNT.as_str()))
+                            .bind(tenant_id)
+                            .bind(cutoff)
+                            .bind(channel)
+                            .fetch_one(p)
+                            .await?;
+                        t as u64
+                    }
+                    _ => found.len() as u64,
+                };
+                (total, found)
+            }),
+        };
+        Ok((total, found.into_iter().map(session_row).collect()))
     }
 
     /// Who interacted since `since`, busiest first: `(total people, rows)`. With `top`, only
