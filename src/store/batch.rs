@@ -593,6 +593,13 @@ impl Pending {
 
 impl Rollups {
     /// Whether a commit of `writes` writes should also roll up.
+    /// The rollups were just brought up to date (the pending figures are in the database).
+    fn rolled(&mut self) {
+        self.last = std::time::Instant::now();
+        self.behind = false;
+        self.pending.reset();
+    }
+
     fn due(&self, writes: usize, flushing: bool) -> bool {
         self.deferred
             && (flushing
@@ -660,13 +667,10 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize, policy: R
             let n = writes.len();
             let roll = rollups.due(n, !flushes.is_empty());
             let rolled = commit_all(&pool, &mut conn, writes, roll, &mut rollups.pending).await;
-            if rollups.deferred {
-                if rolled {
-                    rollups.last = std::time::Instant::now();
-                    rollups.behind = false;
-                } else {
-                    rollups.behind = true;
-                }
+            if rolled {
+                rollups.rolled();
+            } else {
+                rollups.behind = rollups.deferred;
             }
             tracing::trace!(
                 writes = n,
@@ -718,11 +722,7 @@ async fn catch_up(pool: &Pool, conn: &mut Option<Conn>, rollups: &mut Rollups) {
     }
     .await;
     match r {
-        Ok(()) => {
-            rollups.last = std::time::Instant::now();
-            rollups.behind = false;
-            rollups.pending.reset();
-        }
+        Ok(()) => rollups.rolled(),
         Err(e) => {
             tracing::warn!(error = %e, "rollups not brought up to date (will retry)");
             rollups.pending.spoiled = true;
@@ -988,9 +988,6 @@ async fn commit_batch(
                 }
             }
             tx.commit().await?;
-            if deferred && roll {
-                pending.reset();
-            }
         }};
     }
     match conn {
