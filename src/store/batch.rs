@@ -4,9 +4,10 @@
 //! its exchange is durable; many callers share one commit.
 //!
 //! Rollups: PostgreSQL adds each batch's figures in the batch's own transaction. SQLite rolls
-//! them up from the messages after a cursor (migration 0011) — in the same transaction when
-//! the batch is small, about once a second under load, and whenever someone flushes (every
-//! report does) — so a busy person's hundred messages cost one upsert instead of a hundred.
+//! them up from the messages after a cursor (migration 0011) — right after a small batch's
+//! commit, about once a second under load, and whenever someone flushes (every report does)
+//! — so a busy person's hundred messages cost one upsert instead of a hundred. A roll-up is a
+//! transaction of its own, committed after the batch's callers have their answer.
 //!
 //! A platform message id is claimed in the same transaction as its message: a second message
 //! with the same id (a retry, possibly on another replica) is reported as a duplicate and
@@ -21,6 +22,7 @@ use rustc_hash::FxHashMap as HashMap;
 use std::collections::hash_map::Entry;
 use std::sync::Arc;
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -470,14 +472,19 @@ const KEEP_CONN: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// How often the SQLite checkpointer copies committed pages from the WAL to the database.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
-/// WAL frames (pages) past which the checkpointer starts the WAL over.
+/// WAL frames (pages) past which the writer starts the WAL over.
 const RESTART_FRAMES: i64 = 4000;
 
 /// SQLite: committed pages are copied from the WAL back to the database by this task, beside
 /// the writer rather than in its commits (with `synchronous=normal` a checkpoint syncs the WAL
 /// and the database file: two fsyncs every commit would otherwise wait for once the WAL passes
-/// `wal_autocheckpoint`). A passive checkpoint never blocks the writer or readers.
-fn start_checkpointer(pool: &Pool) -> Option<tokio::task::JoinHandle<()>> {
+/// `wal_autocheckpoint`). A passive checkpoint never blocks the writer or readers. It leaves
+/// in `wal_frames` how long the WAL has grown, for the writer to start it over (see
+/// [`restart_wal`]).
+fn start_checkpointer(
+    pool: &Pool,
+    wal_frames: Arc<AtomicI64>,
+) -> Option<tokio::task::JoinHandle<()>> {
     let Pool::Sqlite(p) = pool else { return None };
     let p = p.clone();
     Some(tokio::spawn(async move {
@@ -493,31 +500,46 @@ fn start_checkpointer(pool: &Pool) -> Option<tokio::task::JoinHandle<()>> {
                 .fetch_one(&p)
                 .await
             {
-                // Everything is copied back, but a busy writer keeps appending to the WAL
-                // instead of starting it over: a restart (it waits for the writer's current
-                // commit, and costs little now that the copying is done) keeps the file short.
-                Ok((busy, frames, copied)) if frames >= RESTART_FRAMES => {
-                    tracing::trace!(busy, frames, copied, "checkpoint: restarting the WAL");
-                    if let Err(e) = sqlx::query("pragma wal_checkpoint(restart)")
-                        .execute(&p)
-                        .await
-                    {
-                        tracing::debug!(error = %e, "checkpoint restart");
-                    }
+                Ok((busy, frames, copied)) => {
+                    wal_frames.store(frames, Ordering::Relaxed);
+                    tracing::trace!(busy, frames, copied, "checkpoint");
                 }
-                Ok((busy, frames, copied)) => tracing::trace!(busy, frames, copied, "checkpoint"),
                 Err(e) => tracing::debug!(error = %e, "checkpoint"),
             }
         }
     }))
 }
 
+/// SQLite, on the writer's connection between two commits, once the WAL has grown past
+/// [`RESTART_FRAMES`]: copies what the checkpointer has not yet and starts the WAL over.
+/// A busy writer never lets SQLite do this itself (each commit adds frames the checkpointer
+/// has not copied yet when the next begins), and from any other connection a restart must
+/// wait for the writer's commit while holding every later one back (seen: 1.3 s).
+async fn restart_wal(conn: &mut Conn, wal_frames: &AtomicI64) {
+    if wal_frames.load(Ordering::Relaxed) < RESTART_FRAMES {
+        return;
+    }
+    let Conn::Sqlite(c) = conn else { return };
+    match sqlx::query_as::<_, (i64, i64, i64)>("pragma wal_checkpoint(restart)")
+        .fetch_one(&mut **c)
+        .await
+    {
+        Ok((busy, frames, copied)) => {
+            if busy == 0 {
+                wal_frames.store(0, Ordering::Relaxed);
+            }
+            tracing::trace!(busy, frames, copied, "checkpoint: WAL started over");
+        }
+        Err(e) => tracing::debug!(error = %e, "checkpoint restart"),
+    }
+}
+
 /// SQLite: when the writer brings the rollups up to date besides every flush (reports and
 /// exports flush first, so they never see a lag).
 #[derive(Debug, Clone, Copy)]
 pub struct RollPolicy {
-    /// A group commit of at most this many writes also rolls up: under light load every
-    /// commit does, so the rollups never lag.
+    /// A group commit of at most this many writes is followed by a roll-up: under light
+    /// load every commit is, so the rollups never lag.
     pub with_batches_up_to: usize,
     /// Under load, at least this often. Each roll-up upserts once per person, channel and
     /// day however many messages they sent since the last: that is the saving. Another
@@ -609,7 +631,8 @@ impl Rollups {
 }
 
 async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize, policy: RollPolicy) {
-    let checkpointer = start_checkpointer(&pool);
+    let wal_frames = Arc::new(AtomicI64::new(0));
+    let checkpointer = start_checkpointer(&pool, wal_frames.clone());
     let mut ops = Vec::with_capacity(batch_max);
     let mut conn: Option<Conn> = None;
     let mut rollups = Rollups {
@@ -666,16 +689,21 @@ async fn run(pool: Pool, mut rx: mpsc::Receiver<Op>, batch_max: usize, policy: R
             let started = std::time::Instant::now();
             let n = writes.len();
             let roll = rollups.due(n, !flushes.is_empty());
-            let rolled = commit_all(&pool, &mut conn, writes, roll, &mut rollups.pending).await;
-            if rolled {
-                rollups.rolled();
-            } else {
-                rollups.behind = rollups.deferred;
+            if let Some(c) = conn.as_mut() {
+                restart_wal(c, &wal_frames).await;
+            }
+            commit_all(&pool, &mut conn, writes, &mut rollups.pending).await;
+            rollups.behind = rollups.deferred;
+            let committed = started.elapsed();
+            // The roll-up commits on its own, after the writes' callers have their answer:
+            // their conversations go on meanwhile instead of waiting for it.
+            if roll {
+                catch_up(&pool, &mut conn, &mut rollups).await;
             }
             tracing::trace!(
                 writes = n,
-                roll,
-                micros = started.elapsed().as_micros() as u64,
+                micros = committed.as_micros() as u64,
+                roll_micros = (started.elapsed() - committed).as_micros() as u64,
                 "group commit"
             );
         } else if !flushes.is_empty() && rollups.deferred {
@@ -772,14 +800,13 @@ async fn commit_on(
     pool: &Pool,
     conn: &mut Option<Conn>,
     items: &[Item<'_>],
-    roll: bool,
     pending: &mut Pending,
 ) -> Result<Vec<WriteOutcome>> {
     if conn.is_none() {
         *conn = Some(connect(pool).await?);
     }
     let c = conn.as_mut().expect("connected");
-    let r = commit_batch(c, items, roll, pending).await;
+    let r = commit_batch(c, items, pending).await;
     if r.is_err() {
         // The connection may be broken: take a fresh one next time. What the failed
         // transaction added to the pending figures is not in the database.
@@ -789,31 +816,27 @@ async fn commit_on(
     r
 }
 
-/// Commits the batch (with `roll`, SQLite's rollups are brought up to date in the same
-/// transaction); if the batch as a whole fails, each write is retried on its own, without
-/// the roll-up, so one bad write cannot sink the others. Returns whether the rollups were
-/// brought up to date.
+/// Commits the batch and answers each write; if the batch as a whole fails, each write is
+/// retried on its own, so one bad write cannot sink the others.
 async fn commit_all(
     pool: &Pool,
     conn: &mut Option<Conn>,
     writes: Vec<Queued>,
-    roll: bool,
     pending: &mut Pending,
-) -> bool {
+) {
     let items: Vec<Item<'_>> = writes.iter().map(Queued::item).collect();
-    match commit_on(pool, conn, &items, roll, pending).await {
+    match commit_on(pool, conn, &items, pending).await {
         Ok(outcomes) => {
             drop(items);
             for (w, o) in writes.into_iter().zip(outcomes) {
                 let _ = w.done.send(Ok(o));
             }
-            roll
         }
         Err(e) => {
             tracing::warn!(error = %e, writes = writes.len(), "group commit failed; retrying one by one");
             drop(items);
             for w in writes {
-                let r = commit_on(pool, conn, &[w.item()], false, pending)
+                let r = commit_on(pool, conn, &[w.item()], pending)
                     .await
                     .map(|mut o| o.remove(0));
                 if let Err(e) = &r {
@@ -821,7 +844,6 @@ async fn commit_all(
                 }
                 let _ = w.done.send(r);
             }
-            false
         }
     }
 }
@@ -907,7 +929,6 @@ fn message_json(r: &MessageRow) -> MessageJson<'_> {
 async fn commit_batch(
     conn: &mut Conn,
     items: &[Item<'_>],
-    roll: bool,
     pending: &mut Pending,
 ) -> Result<Vec<WriteOutcome>> {
     let mut outcomes = vec![WriteOutcome::Committed; items.len()];
@@ -983,9 +1004,6 @@ async fn commit_batch(
             if deferred {
                 let end: i64 = sqlx::query_scalar(MAX_ID).fetch_one(&mut *tx).await?;
                 pending.committed(before, end);
-                if roll {
-                    roll_up!(tx, &*pending);
-                }
             }
             tx.commit().await?;
         }};
