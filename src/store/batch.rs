@@ -265,46 +265,44 @@ const CATCH_UP: [&str; 5] = [
 
 const MAX_ID: &str = "select coalesce(max(id), 0) from messages";
 
-/// SQLite, in a write transaction `$tx`: brings the rollups and `person_messages` up to date
-/// with every message after the cursor. When those are exactly the messages whose figures
-/// `$pending` holds, the figures are added as they are; otherwise (another process wrote or
-/// rolled up meanwhile, a commit failed, Koji restarted after a crash) they are recomputed
-/// from the messages.
-macro_rules! roll_up {
-    ($tx:ident, $pending:expr) => {{
-        let pending: &Pending = $pending;
-        let cursor: i64 = sqlx::query_scalar("select message_id from rollup_cursor")
-            .fetch_one(&mut *$tx)
-            .await?;
-        let max: i64 = sqlx::query_scalar(MAX_ID).fetch_one(&mut *$tx).await?;
-        let ours = !pending.spoiled
-            && match pending.range {
-                Some((start, end)) => start == cursor && end == max,
-                None => cursor == max,
-            };
-        if ours {
-            if cursor != max {
-                for (sql, rows) in pending.deltas.statements(true) {
-                    sqlx::query(sqlx::AssertSqlSafe(sql.get(&SQLITE)))
-                        .bind(rows)
-                        .execute(&mut *$tx)
-                        .await?;
-                }
-                for sql in &CATCH_UP[3..] {
-                    sqlx::query(*sql).execute(&mut *$tx).await?;
-                }
+/// SQLite, in a write transaction on `tx`: brings the rollups and `person_messages` up to
+/// date with every message after the cursor. When those are exactly the messages whose
+/// figures `pending` holds, the figures are added as they are; otherwise (another process
+/// wrote or rolled up meanwhile, a commit failed, Koji restarted after a crash) they are
+/// recomputed from the messages.
+async fn roll_up(tx: &mut sqlx::SqliteConnection, pending: &Pending) -> Result<()> {
+    let cursor: i64 = sqlx::query_scalar("select message_id from rollup_cursor")
+        .fetch_one(&mut *tx)
+        .await?;
+    let max: i64 = sqlx::query_scalar(MAX_ID).fetch_one(&mut *tx).await?;
+    let ours = !pending.spoiled
+        && match pending.range {
+            Some((start, end)) => start == cursor && end == max,
+            None => cursor == max,
+        };
+    if ours {
+        if cursor != max {
+            for (sql, rows) in pending.deltas.statements(true) {
+                sqlx::query(sqlx::AssertSqlSafe(sql.get(&SQLITE)))
+                    .bind(rows)
+                    .execute(&mut *tx)
+                    .await?;
             }
-        } else {
-            tracing::debug!(
-                cursor,
-                max,
-                "rollups: recomputing the tail from the messages"
-            );
-            for sql in CATCH_UP {
-                sqlx::query(sql).execute(&mut *$tx).await?;
+            for sql in &CATCH_UP[3..] {
+                sqlx::query(*sql).execute(&mut *tx).await?;
             }
         }
-    }};
+    } else {
+        tracing::debug!(
+            cursor,
+            max,
+            "rollups: recomputing the tail from the messages"
+        );
+        for sql in CATCH_UP {
+            sqlx::query(sql).execute(&mut *tx).await?;
+        }
+    }
+    Ok(())
 }
 
 /// SQLite: whether messages after the cursor wait to be rolled up.
@@ -614,7 +612,6 @@ impl Pending {
 }
 
 impl Rollups {
-    /// Whether a commit of `writes` writes should also roll up.
     /// The rollups were just brought up to date (the pending figures are in the database).
     fn rolled(&mut self) {
         self.last = std::time::Instant::now();
@@ -622,6 +619,7 @@ impl Rollups {
         self.pending.reset();
     }
 
+    /// Whether a commit of `writes` writes should be followed by a roll-up.
     fn due(&self, writes: usize, flushing: bool) -> bool {
         self.deferred
             && (flushing
@@ -744,7 +742,7 @@ async fn catch_up(pool: &Pool, conn: &mut Option<Conn>, rollups: &mut Rollups) {
             return Ok(());
         }
         let mut tx = sqlx::Connection::begin_with(&mut **c, SQLITE.begin_write).await?;
-        roll_up!(tx, &rollups.pending);
+        roll_up(&mut tx, &rollups.pending).await?;
         tx.commit().await?;
         Ok::<(), StoreError>(())
     }
