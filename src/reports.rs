@@ -3,7 +3,7 @@
 //! or a channel-neutral [`Table`] summary (totals and the top rows) for chat.
 
 use crate::commands::Format;
-use crate::domain::{PersonRef, rfc3339};
+use crate::domain::{PersonRef, Rfc3339, rfc3339};
 use crate::store::reports::{ActivityRow, SessionRow, UserDetail};
 use koji_channel::Table;
 use serde::Serialize;
@@ -75,8 +75,8 @@ struct SessionJson<'a> {
     auth_method: &'a str,
     login_id: &'a str,
     ip: Option<&'a str>,
-    started_at: String,
-    last_interaction_at: String,
+    started_at: Rfc3339,
+    last_interaction_at: Rfc3339,
 }
 
 #[derive(Serialize)]
@@ -88,8 +88,8 @@ struct UserJson<'a> {
     actions: i64,
     sessions: i64,
     channels: &'a [String],
-    first_seen: String,
-    last_seen: String,
+    first_seen: Rfc3339,
+    last_seen: Rfc3339,
 }
 
 #[derive(Serialize)]
@@ -98,8 +98,8 @@ struct VisitorJson<'a> {
     sessions: i64,
     messages_in: i64,
     channels: &'a [String],
-    first_seen: String,
-    last_seen: String,
+    first_seen: Rfc3339,
+    last_seen: Rfc3339,
 }
 
 impl Serialize for SessionRows<'_> {
@@ -111,8 +111,8 @@ impl Serialize for SessionRows<'_> {
             auth_method: &r.auth_method,
             login_id: &r.login_id,
             ip: r.ip.as_deref(),
-            started_at: rfc3339(r.started_at),
-            last_interaction_at: rfc3339(r.last_interaction_at),
+            started_at: Rfc3339(r.started_at),
+            last_interaction_at: Rfc3339(r.last_interaction_at),
         }))
     }
 }
@@ -127,8 +127,8 @@ impl Serialize for UserRows<'_> {
             actions: r.activity.actions,
             sessions: r.activity.sessions,
             channels: &r.channels,
-            first_seen: rfc3339(r.first_seen),
-            last_seen: rfc3339(r.last_seen),
+            first_seen: Rfc3339(r.first_seen),
+            last_seen: Rfc3339(r.last_seen),
         }))
     }
 }
@@ -140,8 +140,8 @@ impl Serialize for VisitorRows<'_> {
             sessions: r.activity.sessions,
             messages_in: r.activity.messages_in,
             channels: &r.channels,
-            first_seen: rfc3339(r.first_seen),
-            last_seen: rfc3339(r.last_seen),
+            first_seen: Rfc3339(r.first_seen),
+            last_seen: Rfc3339(r.last_seen),
         }))
     }
 }
@@ -167,10 +167,27 @@ impl Report {
         }
     }
 
+    /// How many rows `body` holds.
+    fn row_count(&self) -> usize {
+        match &self.body {
+            ReportBody::Sessions(r) => r.len(),
+            ReportBody::Users(r) | ReportBody::Visitors(r) => r.len(),
+            ReportBody::User(_) => 1,
+        }
+    }
+
     pub fn render(&self, format: Format) -> String {
         match format {
             // Rows are written straight from the report: no `Value` tree in between.
-            Format::Json => serde_json::to_string_pretty(&JsonView(self)).unwrap_or_default(),
+            Format::Json => {
+                // About 300 bytes a row: written once, not regrown a dozen times.
+                let mut out = Vec::with_capacity(256 + 320 * self.row_count());
+                let mut ser = serde_json::Serializer::pretty(&mut out);
+                if JsonView(self).serialize(&mut ser).is_err() {
+                    return String::new();
+                }
+                String::from_utf8(out).unwrap_or_default()
+            }
             Format::Csv => self.to_csv(),
             Format::Text => self.to_text(None),
         }

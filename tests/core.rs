@@ -82,6 +82,40 @@ async fn people_who_only_made_small_talk_are_visitors(db: &TestDb) {
     assert!(!answer.contains("admin@acme.test"), "{answer}");
     let v = k.report_json("visitors").await;
     assert_eq!(v["total"], 1, "{v}");
+    assert_eq!(
+        row_of(&v, "bob@example.org").unwrap()["person"]["name"],
+        serde_json::Value::Null
+    );
+
+    // The listing shows people as they are now: a directory import renames bob and makes
+    // him internal after he spoke, and both the full listing and the chat answer follow.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("people.csv");
+    std::fs::write(
+        &file,
+        "email,name,kind,roles\nbob@example.org,Bob Builder,internal,\n",
+    )
+    .unwrap();
+    let t = k.core.cli_tenant(None).unwrap();
+    let r = koji::directory::import_csv(&k.core.store, t, &file)
+        .await
+        .unwrap();
+    assert_eq!(r.updated, 1);
+    let v = k.report_json("visitors").await;
+    let bob = row_of(&v, "bob@example.org").expect("still a visitor");
+    assert_eq!(bob["person"]["name"], "Bob Builder", "{v}");
+    assert_eq!(bob["person"]["kind"], "internal", "{v}");
+    let answer = k.say_text("admin@acme.test", "/koji visitors").await;
+    assert!(
+        answer.contains("Bob Builder") || answer.contains("bob@example.org"),
+        "{answer}"
+    );
+    // A newcomer's row carries their details from their first message on.
+    k.say("dan@example.org", "hi").await;
+    let v = k.report_json("visitors").await;
+    let dan = row_of(&v, "dan@example.org").expect("dan is a visitor");
+    assert_eq!(dan["person"]["kind"], "customer", "{v}");
+    assert_eq!(dan["channels"], serde_json::json!(["console"]), "{v}");
     k.stop().await;
 }
 

@@ -142,12 +142,15 @@ static EDGE_SESSIONS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
     )
 });
 
-/// Visitors of a period (`$3`): seen since, never helped since; each with their person.
-const VISITORS_FROM: &str = "from person_stats s join people p on p.id = s.person_id
+/// Visitors of a period (`$3`): seen since, never helped since; each with their person's
+/// name, email and kind, which every `person_stats` row carries (kept by triggers, migration
+/// 0012): no lookup in `people` per visitor. On SQLite the `person_stats_seen` index holds all
+/// of it, so the listing is read from that index alone.
+const VISITORS_FROM: &str = "from person_stats s
      where s.tenant_id = $1 and s.channel = $2 and s.last_seen >= $3
-       and (s.last_helped_at is null or s.last_helped_at < $3)";
+       and (s.last_helped_at is null or s.last_helped_at < $3) and s.kind is not null";
 const VISITOR_COLUMNS: &str =
-    "s.person_id, s.messages_in, s.sessions, s.first_seen, s.last_seen, p.name, p.email, p.kind";
+    "s.person_id, s.messages_in, s.sessions, s.first_seen, s.last_seen, s.name, s.email, s.kind";
 /// The same test on every channel's row. Someone who got no help at all in the period got
 /// none in any channel, so these rows hold every channel a visitor (all channels) used in
 /// it: one read of the `person_stats_seen` ranges instead of a lookup per visitor.
@@ -487,53 +490,61 @@ impl Store {
                 super::SQLITE.agg_close
             )
         });
+        static SQLITE_CHANNELS: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "select {} person_id, channel {} from ({}) v",
+                super::SQLITE.agg_open,
+                super::SQLITE.agg_close,
+                VISITOR_CHANNELS.as_str()
+            )
+        });
         let decode = |e: serde_json::Error| super::StoreError::Database(e.to_string());
         let all_channels = channel == "*";
+        // The visitors and (all channels) the channels they used: two reads of the index,
+        // each on its own connection at once.
         let (found, used): (Vec<Found>, Option<Vec<(i64, String)>>) = match self.pool() {
             super::Pool::Sqlite(p) => {
-                let json: String = sqlx::query_scalar(sqlx::AssertSqlSafe(SQLITE_SQL.as_str()))
-                    .bind(tenant_id)
-                    .bind(channel)
-                    .bind(since)
-                    .fetch_one(p)
-                    .await?;
-                let used = if all_channels {
-                    let sql = format!(
-                        "select {} person_id, channel {} from ({}) v",
-                        super::SQLITE.agg_open,
-                        super::SQLITE.agg_close,
-                        VISITOR_CHANNELS.as_str()
-                    );
-                    let json: String = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                let found = async {
+                    let json: String = sqlx::query_scalar(sqlx::AssertSqlSafe(SQLITE_SQL.as_str()))
                         .bind(tenant_id)
+                        .bind(channel)
                         .bind(since)
                         .fetch_one(p)
                         .await?;
-                    Some(serde_json::from_str(&json).map_err(decode)?)
-                } else {
-                    None
+                    serde_json::from_str::<Vec<Found>>(&json).map_err(decode)
                 };
-                (serde_json::from_str(&json).map_err(decode)?, used)
+                let used = async {
+                    if !all_channels {
+                        return Ok(None);
+                    }
+                    let json: String =
+                        sqlx::query_scalar(sqlx::AssertSqlSafe(SQLITE_CHANNELS.as_str()))
+                            .bind(tenant_id)
+                            .bind(since)
+                            .fetch_one(p)
+                            .await?;
+                    Ok(Some(serde_json::from_str(&json).map_err(decode)?))
+                };
+                tokio::try_join!(found, used)?
             }
             super::Pool::Postgres(p) => {
                 let found = sqlx::query_as(sqlx::AssertSqlSafe(SQL.as_str()))
                     .bind(tenant_id)
                     .bind(channel)
                     .bind(since)
-                    .fetch_all(p)
-                    .await?;
-                let used = if all_channels {
-                    Some(
-                        sqlx::query_as(sqlx::AssertSqlSafe(VISITOR_CHANNELS.as_str()))
-                            .bind(tenant_id)
-                            .bind(since)
-                            .fetch_all(p)
-                            .await?,
-                    )
-                } else {
-                    None
+                    .fetch_all(p);
+                let used = async {
+                    if !all_channels {
+                        return Ok(None);
+                    }
+                    sqlx::query_as(sqlx::AssertSqlSafe(VISITOR_CHANNELS.as_str()))
+                        .bind(tenant_id)
+                        .bind(since)
+                        .fetch_all(p)
+                        .await
+                        .map(Some)
                 };
-                (found, used)
+                tokio::try_join!(found, used)?
             }
         };
         let (stats, mut people) = visitor_stats(found);
@@ -601,11 +612,9 @@ impl Store {
             let total: i64 = if found.len() < limit {
                 found.len() as i64
             } else {
-                sqlx::query_scalar(
-                    "select count(*) from person_stats s
-                     where s.tenant_id = $1 and s.channel = $2 and s.last_seen >= $3
-                       and (s.last_helped_at is null or s.last_helped_at < $3)",
-                )
+                static COUNT: LazyLock<String> =
+                    LazyLock::new(|| format!("select count(*) {VISITORS_FROM}"));
+                sqlx::query_scalar(sqlx::AssertSqlSafe(COUNT.as_str()))
                 .bind(tenant_id)
                 .bind(channel)
                 .bind(since)
