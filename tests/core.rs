@@ -116,6 +116,34 @@ async fn people_who_only_made_small_talk_are_visitors(db: &TestDb) {
     let dan = row_of(&v, "dan@example.org").expect("dan is a visitor");
     assert_eq!(dan["person"]["kind"], "customer", "{v}");
     assert_eq!(dan["channels"], serde_json::json!(["console"]), "{v}");
+
+    // An absurdly long name (6 kB) neither stops its owner talking nor breaks the listing,
+    // which shows its first 200 characters; the person keeps the whole name.
+    let long = "Ω".repeat(3000);
+    std::fs::write(
+        &file,
+        format!("email,name,kind,roles\neve@example.org,{long},customer,\n"),
+    )
+    .unwrap();
+    koji::directory::import_csv(&k.core.store, t, &file)
+        .await
+        .unwrap();
+    assert!(
+        k.say_text("eve@example.org", "hello")
+            .await
+            .contains("Hello")
+    );
+    let v = k.report_json("visitors").await;
+    let eve = row_of(&v, "eve@example.org").expect("eve is a visitor");
+    assert_eq!(eve["person"]["name"], "Ω".repeat(200), "listing");
+    let eve = k
+        .core
+        .store
+        .find_person("acme", "eve@example.org")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(eve.name.as_deref(), Some(long.as_str()));
     k.stop().await;
 }
 
@@ -358,6 +386,22 @@ async fn periods_case(db: &TestDb, window_threshold: usize) {
     assert!(row_of(&v_week, "gina@example.org").is_none());
     let v_month = k.report_json("visitors --since 30d").await;
     assert_eq!(v_month["total"], 0, "{v_month}");
+    // Helped before the period, small talk in it: listed with the period's figures, both in
+    // full and in the chat answer.
+    assert_eq!(v_week["total"], 1, "{v_week}");
+    let frank = row_of(&v_week, "frank@example.org").unwrap();
+    assert_eq!(frank["messages_in"], 1, "{v_week}");
+    assert_eq!(frank["person"]["kind"], "customer", "{v_week}");
+    assert_eq!(
+        frank["channels"],
+        serde_json::json!(["console"]),
+        "{v_week}"
+    );
+    let answer = k
+        .say_text("admin@acme.test", "/koji visitors --since 7d")
+        .await;
+    assert!(answer.contains("frank@example.org"), "{answer}");
+    assert!(!answer.contains("gina@example.org"), "{answer}");
 
     // Twelve hours ago is inside a partial first day of a 1-day window.
     now.set(start - 12 * 3_600_000_000);

@@ -80,6 +80,9 @@ pub struct Dialect {
     pub agg_close: &'static str,
     /// `{group_concat}(x, ',')`
     pub group_concat: &'static str,
+    /// `{no_index}col`: SQLite's planner, which has no statistics, must not pick an index on
+    /// `col` (a unary `+` hides it); PostgreSQL's picks by its statistics and is left free.
+    pub no_index: &'static str,
 }
 
 pub static SQLITE: Dialect = Dialect {
@@ -88,6 +91,7 @@ pub static SQLITE: Dialect = Dialect {
     agg_open: "json_group_array(json_array(",
     agg_close: "))",
     group_concat: "group_concat",
+    no_index: "+",
 };
 pub static POSTGRES: Dialect = Dialect {
     begin_write: "BEGIN",
@@ -95,6 +99,7 @@ pub static POSTGRES: Dialect = Dialect {
     agg_open: "coalesce(json_agg(json_build_array(",
     agg_close: ")), '[]')::text",
     group_concat: "string_agg",
+    no_index: "",
 };
 
 /// Runs `$body` with `$p` bound to the concrete pool and `$d` to its [`Dialect`].
@@ -252,7 +257,8 @@ impl DialectSql {
                     .replace("{rows}", d.json_rows)
                     .replace("{agg}", d.agg_open)
                     .replace("{/agg}", d.agg_close)
-                    .replace("{group_concat}", d.group_concat);
+                    .replace("{group_concat}", d.group_concat)
+                    .replace("{no_index}", d.no_index);
                 let s: &'static str = Box::leak(sql.into_boxed_str());
                 s
             })

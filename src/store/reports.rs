@@ -142,30 +142,46 @@ static EDGE_SESSIONS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
     )
 });
 
-/// Visitors of a period (`$3`): seen since, never helped since; each with their person's
-/// name, email and kind, which every `person_stats` row carries (kept by triggers, migration
-/// 0012): no lookup in `people` per visitor. On SQLite the `person_stats_seen` index holds all
-/// of it, so the listing is read from that index alone.
-const VISITORS_FROM: &str = "from person_stats s
-     where s.tenant_id = $1 and s.channel = $2 and s.last_seen >= $3
-       and (s.last_helped_at is null or s.last_helped_at < $3) and s.kind is not null";
+/// Visitors of a period (`$3`): seen since and never helped, or helped only before it; each
+/// with their person's name, email and kind, which every `person_stats` row carries (kept by
+/// triggers, migration 0012). The two parts are read from their own indexes
+/// (`person_stats_never_helped`, which holds everything listed, and `person_stats_helped`), so
+/// a listing reads its visitors and no one else seen in the period, and no `people` row.
+/// A template: see [`visitors_from`].
+const VISITORS_FROM: &str = "from (
+     select person_id, messages_in, sessions, first_seen, last_seen, name, email, kind from person_stats
+      where tenant_id = $1 and channel = $2 and last_helped_at is null and last_seen >= $3 and kind is not null
+     union all
+     select person_id, messages_in, sessions, first_seen, last_seen, name, email, kind from person_stats
+      where tenant_id = $1 and channel = $2 and last_helped_at < $3 and {no_index}last_seen >= $3 and kind is not null
+     ) s";
 const VISITOR_COLUMNS: &str =
     "s.person_id, s.messages_in, s.sessions, s.first_seen, s.last_seen, s.name, s.email, s.kind";
+
+/// [`VISITORS_FROM`] for a backend. On SQLite the second part must not be read from
+/// `person_stats_seen` (every row seen in the period, and a `person_stats` lookup for each).
+fn visitors_from(d: &super::Dialect) -> String {
+    VISITORS_FROM.replace("{no_index}", d.no_index)
+}
+
 /// The same test on every channel's row. Someone who got no help at all in the period got
 /// none in any channel, so these rows hold every channel a visitor (all channels) used in
-/// it: one read of the `person_stats_seen` ranges instead of a lookup per visitor.
-static VISITOR_CHANNELS: LazyLock<String> = LazyLock::new(|| {
+/// it: one read of the same two indexes instead of a lookup per visitor.
+fn visitor_channels(d: &super::Dialect) -> String {
     let channels: Vec<String> = crate::domain::Channel::ALL
         .iter()
         .map(|c| format!("'{}'", c.as_str()))
         .collect();
+    let channels = channels.join(", ");
     format!(
         "select person_id, channel from person_stats
-         where tenant_id = $1 and channel in ({}) and last_seen >= $2
-           and (last_helped_at is null or last_helped_at < $2)",
-        channels.join(", ")
+          where tenant_id = $1 and channel in ({channels}) and last_helped_at is null and last_seen >= $2
+         union all
+         select person_id, channel from person_stats
+          where tenant_id = $1 and channel in ({channels}) and last_helped_at < $2 and {}last_seen >= $2",
+        d.no_index
     )
-});
+}
 /// The channels each of some people used since `$3`.
 static CHANNELS_BY_IDS: LazyLock<DialectSql> = LazyLock::new(|| {
     DialectSql::new(
@@ -466,7 +482,7 @@ impl Store {
 
     /// People seen since `since` who asked nothing specific and got no help in the period:
     /// seen since then, and last helped (`last_helped_at`) never or before it, read from the
-    /// `person_stats_seen` index with each visitor's person. Period figures are looked up
+    /// two indexes of [`VISITORS_FROM`]. Period figures are looked up
     /// only for visitors first seen before the period. SQLite answers in one JSON document
     /// (one value across the driver); PostgreSQL's rows decode faster than it builds JSON.
     pub async fn visitors_report(
@@ -481,13 +497,19 @@ impl Store {
             return self.latest_visitors(tenant_id, since, channel, n).await;
         }
         type Found = VisitorFound;
-        static SQL: LazyLock<String> =
-            LazyLock::new(|| format!("select {VISITOR_COLUMNS} {VISITORS_FROM}"));
+        static SQL: LazyLock<String> = LazyLock::new(|| {
+            format!(
+                "select {VISITOR_COLUMNS} {}",
+                visitors_from(&super::POSTGRES)
+            )
+        });
+        static CHANNELS: LazyLock<String> = LazyLock::new(|| visitor_channels(&super::POSTGRES));
         static SQLITE_SQL: LazyLock<String> = LazyLock::new(|| {
             format!(
-                "select {} {VISITOR_COLUMNS} {} {VISITORS_FROM}",
+                "select {} {VISITOR_COLUMNS} {} {}",
                 super::SQLITE.agg_open,
-                super::SQLITE.agg_close
+                super::SQLITE.agg_close,
+                visitors_from(&super::SQLITE)
             )
         });
         static SQLITE_CHANNELS: LazyLock<String> = LazyLock::new(|| {
@@ -495,7 +517,7 @@ impl Store {
                 "select {} person_id, channel {} from ({}) v",
                 super::SQLITE.agg_open,
                 super::SQLITE.agg_close,
-                VISITOR_CHANNELS.as_str()
+                visitor_channels(&super::SQLITE)
             )
         });
         let decode = |e: serde_json::Error| super::StoreError::Database(e.to_string());
@@ -537,7 +559,7 @@ impl Store {
                     if !all_channels {
                         return Ok(None);
                     }
-                    sqlx::query_as(sqlx::AssertSqlSafe(VISITOR_CHANNELS.as_str()))
+                    sqlx::query_as(sqlx::AssertSqlSafe(CHANNELS.as_str()))
                         .bind(tenant_id)
                         .bind(since)
                         .fetch_all(p)
@@ -590,7 +612,7 @@ impl Store {
     }
 
     /// The `limit` visitors seen last (a chat summary) and how many there are in all: both
-    /// read from the `person_stats_seen` index, without building everyone's rows.
+    /// read from the indexes of [`VISITORS_FROM`], without building everyone's rows.
     async fn latest_visitors(
         &self,
         tenant_id: &str,
@@ -599,10 +621,11 @@ impl Store {
         limit: usize,
     ) -> Result<(u64, Vec<ActivityRow>)> {
         type Found = VisitorFound;
-        let sql = format!(
-            "select {VISITOR_COLUMNS} {VISITORS_FROM} order by s.last_seen desc, s.person_id limit {limit}"
-        );
-        let (total, found): (i64, Vec<Found>) = with_pool!(self.pool(), p, _d => {
+        let (total, found): (i64, Vec<Found>) = with_pool!(self.pool(), p, d => {
+            let from = visitors_from(d);
+            let sql = format!(
+                "select {VISITOR_COLUMNS} {from} order by s.last_seen desc, s.person_id limit {limit}"
+            );
             let found: Vec<Found> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(tenant_id)
                 .bind(channel)
@@ -612,9 +635,7 @@ impl Store {
             let total: i64 = if found.len() < limit {
                 found.len() as i64
             } else {
-                static COUNT: LazyLock<String> =
-                    LazyLock::new(|| format!("select count(*) {VISITORS_FROM}"));
-                sqlx::query_scalar(sqlx::AssertSqlSafe(COUNT.as_str()))
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("select count(*) {from}")))
                 .bind(tenant_id)
                 .bind(channel)
                 .bind(since)
