@@ -201,48 +201,35 @@ type VisitorFound = (
     Option<String>,
     String,
 );
-type PeopleWithChannels = HashMap<PersonId, (PersonRef, Vec<String>)>;
 
-/// Visitors as read from `person_stats`: their figures, and each person (channels to come).
-fn visitor_stats(found: Vec<VisitorFound>) -> (Vec<StatRow>, PeopleWithChannels) {
-    let mut stats = Vec::with_capacity(found.len());
-    let mut people: PeopleWithChannels = HashMap::with_capacity(found.len());
-    for (id, messages_in, sessions, first_seen, last_seen, name, email, kind) in found {
-        stats.push(StatRow {
-            person_id: id,
-            activity: Activity {
-                messages_in,
-                sessions,
-                ..Activity::default()
+/// Visitors as read from `person_stats`, seen last first, with no channels yet and their
+/// figures since they were first seen.
+fn visitor_rows(found: Vec<VisitorFound>) -> Vec<ActivityRow> {
+    let mut rows: Vec<ActivityRow> = found
+        .into_iter()
+        .map(
+            |(id, messages_in, sessions, first_seen, last_seen, name, email, kind)| {
+                let (person, channels) = person_with_channels(id, name, email, &kind, None);
+                ActivityRow {
+                    person,
+                    channels,
+                    activity: Activity {
+                        messages_in,
+                        sessions,
+                        ..Activity::default()
+                    },
+                    first_seen,
+                    last_seen,
+                }
             },
-            first_seen,
-            last_seen,
-        });
-        people.insert(id, person_with_channels(id, name, email, &kind, None));
-    }
-    (stats, people)
-}
-
-/// The report's rows, seen last first.
-fn visitor_rows(mut rows: Vec<StatRow>, mut people: PeopleWithChannels) -> Vec<ActivityRow> {
+        )
+        .collect();
     rows.sort_by(|a, b| {
         b.last_seen
             .cmp(&a.last_seen)
-            .then(a.person_id.cmp(&b.person_id))
+            .then(a.person.id.cmp(&b.person.id))
     });
-    rows.into_iter()
-        .filter_map(|s| {
-            let (person, mut channels) = people.remove(&s.person_id)?;
-            channels.sort();
-            Some(ActivityRow {
-                person,
-                channels,
-                activity: s.activity,
-                first_seen: s.first_seen,
-                last_seen: s.last_seen,
-            })
-        })
-        .collect()
+    rows
 }
 
 fn person_with_channels(
@@ -569,32 +556,70 @@ impl Store {
                 tokio::try_join!(found, used)?
             }
         };
-        let (stats, mut people) = visitor_stats(found);
-        let used = match used {
-            Some(used) => used,
-            None => self.channels_used(tenant_id, since, &stats).await?,
-        };
-        for (id, ch) in used {
-            if let Some((_, channels)) = people.get_mut(&id) {
-                channels.push(ch);
-            }
-        }
-        let rows = self.in_period(tenant_id, channel, since, stats).await?;
-        let rows = visitor_rows(rows, people);
+        let rows = self
+            .complete_visitors(tenant_id, channel, since, visitor_rows(found), used)
+            .await?;
         Ok((rows.len() as u64, rows))
     }
 
-    /// The channels each of `stats`' people used since `since`: (person, channel).
+    /// Gives visitors' rows their channels (`used`, or looked up) and, for those first seen
+    /// before the period, the period's figures.
+    async fn complete_visitors(
+        &self,
+        tenant_id: &str,
+        channel: &str,
+        since: i64,
+        mut rows: Vec<ActivityRow>,
+        used: Option<Vec<(PersonId, String)>>,
+    ) -> Result<Vec<ActivityRow>> {
+        let at: HashMap<PersonId, usize> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.person.id, i))
+            .collect();
+        let used = match used {
+            Some(used) => used,
+            None => {
+                let ids: Vec<PersonId> = rows.iter().map(|r| r.person.id).collect();
+                self.channels_used(tenant_id, since, &ids).await?
+            }
+        };
+        for (id, ch) in used {
+            if let Some(&i) = at.get(&id) {
+                rows[i].channels.push(ch);
+            }
+        }
+        for r in &mut rows {
+            r.channels.sort();
+        }
+        let older: Vec<StatRow> = rows
+            .iter()
+            .filter(|r| r.first_seen < since)
+            .map(|r| StatRow {
+                person_id: r.person.id,
+                activity: r.activity.clone(),
+                first_seen: r.first_seen,
+                last_seen: r.last_seen,
+            })
+            .collect();
+        for s in self.in_period(tenant_id, channel, since, older).await? {
+            if let Some(&i) = at.get(&s.person_id) {
+                rows[i].activity = s.activity;
+            }
+        }
+        Ok(rows)
+    }
+
+    /// The channels each of `people` used since `since`: (person, channel).
     async fn channels_used(
         &self,
         tenant_id: &str,
         since: i64,
-        stats: &[StatRow],
+        people: &[PersonId],
     ) -> Result<Vec<(PersonId, String)>> {
         let mut used = Vec::new();
-        for chunk in stats.chunks(20_000) {
-            let ids: Vec<PersonId> = chunk.iter().map(|s| s.person_id).collect();
-            let ids = ids_json(&ids);
+        for chunk in people.chunks(20_000) {
+            let ids = ids_json(chunk);
             let json: String = with_pool!(self.pool(), p, d => {
                 sqlx::query_scalar(CHANNELS_BY_IDS.get(d))
                     .bind(&ids)
@@ -644,14 +669,10 @@ impl Store {
             };
             (total, found)
         });
-        let (stats, mut people) = visitor_stats(found);
-        for (id, ch) in self.channels_used(tenant_id, since, &stats).await? {
-            if let Some((_, channels)) = people.get_mut(&id) {
-                channels.push(ch);
-            }
-        }
-        let rows = self.in_period(tenant_id, channel, since, stats).await?;
-        Ok((total as u64, visitor_rows(rows, people)))
+        let rows = self
+            .complete_visitors(tenant_id, channel, since, visitor_rows(found), None)
+            .await?;
+        Ok((total as u64, rows))
     }
 
     async fn stats_where(
