@@ -164,6 +164,12 @@ fn visitors_from(d: &super::Dialect) -> String {
     VISITORS_FROM.replace("{no_index}", d.no_index)
 }
 
+/// `select` of `columns` `from` as one JSON document (SQLite: one value across the driver).
+fn sqlite_json(columns: &str, from: &str) -> String {
+    let d = &super::SQLITE;
+    format!("select {} {columns} {} {from}", d.agg_open, d.agg_close)
+}
+
 /// The same test on every channel's row. Someone who got no help at all in the period got
 /// none in any channel, so these rows hold every channel a visitor (all channels) used in
 /// it: one read of the same two indexes instead of a lookup per visitor.
@@ -491,21 +497,11 @@ impl Store {
             )
         });
         static CHANNELS: LazyLock<String> = LazyLock::new(|| visitor_channels(&super::POSTGRES));
-        static SQLITE_SQL: LazyLock<String> = LazyLock::new(|| {
-            format!(
-                "select {} {VISITOR_COLUMNS} {} {}",
-                super::SQLITE.agg_open,
-                super::SQLITE.agg_close,
-                visitors_from(&super::SQLITE)
-            )
-        });
+        static SQLITE_SQL: LazyLock<String> =
+            LazyLock::new(|| sqlite_json(VISITOR_COLUMNS, &visitors_from(&super::SQLITE)));
         static SQLITE_CHANNELS: LazyLock<String> = LazyLock::new(|| {
-            format!(
-                "select {} person_id, channel {} from ({}) v",
-                super::SQLITE.agg_open,
-                super::SQLITE.agg_close,
-                visitor_channels(&super::SQLITE)
-            )
+            let from = format!("from ({}) v", visitor_channels(&super::SQLITE));
+            sqlite_json("person_id, channel", &from)
         });
         let decode = |e: serde_json::Error| super::StoreError::Database(e.to_string());
         let all_channels = channel == "*";
