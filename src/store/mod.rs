@@ -80,8 +80,8 @@ pub struct Dialect {
     pub agg_close: &'static str,
     /// `{group_concat}(x, ',')`
     pub group_concat: &'static str,
-    /// `{no_index}col`: SQLite's planner, which has no statistics, must not pick an index on
-    /// `col` (a unary `+` hides it); PostgreSQL's picks by its statistics and is left free.
+    /// Written before a column that SQLite's planner, which has no statistics, must not pick
+    /// an index on (a unary `+` hides it); PostgreSQL's picks by its statistics and is left free.
     pub no_index: &'static str,
 }
 
@@ -257,8 +257,7 @@ impl DialectSql {
                     .replace("{rows}", d.json_rows)
                     .replace("{agg}", d.agg_open)
                     .replace("{/agg}", d.agg_close)
-                    .replace("{group_concat}", d.group_concat)
-                    .replace("{no_index}", d.no_index);
+                    .replace("{group_concat}", d.group_concat);
                 let s: &'static str = Box::leak(sql.into_boxed_str());
                 s
             })

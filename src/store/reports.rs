@@ -505,8 +505,8 @@ impl Store {
         });
         let decode = |e: serde_json::Error| super::StoreError::Database(e.to_string());
         let all_channels = channel == "*";
-        // The visitors and (all channels) the channels they used: two reads of the index,
-        // each on its own connection at once.
+        // The visitors and (all channels) the channels they used: two reads, each on its own
+        // connection, at once.
         let (found, used): (Vec<Found>, Option<Vec<(i64, String)>>) = match self.pool() {
             super::Pool::Sqlite(p) => {
                 let found = async {
